@@ -1,0 +1,201 @@
+"""Frozen CLIP image encoders from open_clip: name and weights resolution, loading, precision.
+
+`model.name` takes OpenAI's spelling (`ViT-B/32`, `ViT-L/14@336px`) or open_clip's
+(`ViT-B-32`), or a path to an open_clip model-config JSON.  `model.weights` is an
+open_clip pretrained tag, a checkpoint path (OpenAI's TorchScript `.pt` or a state
+dict), or `random`: the untrained baseline, seeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from clipprobe.errors import ClipprobeError
+
+RANDOM_SEED = 0
+_TORCHSCRIPT_HOSTS = ("huggingface.co", "openaipublic.azureedge.net")
+
+
+def resolve_name(name: str) -> str:
+    """The open_clip architecture name for an OpenAI or open_clip spelling (or a config JSON)."""
+    import open_clip
+
+    if name.endswith(".json"):
+        path = Path(name)
+        if not path.is_file():
+            raise ClipprobeError(f"model.name={name}: config file not found")
+        open_clip.add_model_config(path)
+        return path.stem
+    arch = re.sub(r"@(\d+)px$", r"-\1", name).replace("/", "-")
+    known = open_clip.list_models()
+    if arch not in known:
+        close = [m for m in known if m.lower().startswith(arch.split("-")[0].lower())][:8]
+        raise ClipprobeError(f"model.name={name}: unknown architecture; try one of "
+                             f"{', '.join(close or known[:8])} (open_clip.list_models() has all)")
+    return arch
+
+
+def _is_openai_spelling(name: str) -> bool:
+    return "/" in name or "@" in name
+
+
+def is_torchscript(path: Path) -> bool:
+    """OpenAI's `.pt` files are TorchScript zip archives with a code/ folder."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n or n.startswith("code/") for n in z.namelist())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if is_torchscript(path):  # loaded only because the user named this OpenAI .pt file
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        for key in ("input_resolution", "context_length", "vocab_size"):
+            state.pop(key, None)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({str(e).splitlines()[0]}); "
+                                 "give an OpenAI .pt file or a torch state dict") from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise ClipprobeError(f"model.weights={path}: holds no state dict of tensors")
+    if next(iter(state)).startswith("module."):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _pretrained_cache(arch: str, tag: str) -> tuple[bool, str]:
+    """Whether open_clip would load (arch, tag) without network, and where it looks."""
+    import open_clip
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth")):
+            names.insert(0, filename[:-4] + ".safetensors")
+        hit = any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+        return hit, os.path.join(constants.HF_HUB_CACHE, f"models--{repo.replace('/', '--')}")
+    target = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(cfg.get("url", "")))
+    return os.path.isfile(target), target
+
+
+def _online(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    for host in _TORCHSCRIPT_HOSTS:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+@dataclass
+class Encoder:
+    """The frozen image tower, its preprocess, and what identifies its weights."""
+    visual: torch.nn.Module
+    preprocess: object
+    arch: str
+    weights_id: str
+    embed_dim: int
+
+
+def _image_tower(model, layer: str) -> torch.nn.Module:
+    visual = model.visual
+    if layer == "pre_projection":
+        if getattr(visual, "proj", None) is None or not isinstance(visual.proj, torch.nn.Parameter):
+            raise ClipprobeError(f"extract.layer=pre_projection: {type(visual).__name__} has no separate "
+                                 "output projection; use extract.layer: projection")
+        visual.proj = None  # open_clip's ViT then returns the pooled, pre-projection features
+    return visual.eval().requires_grad_(False)
+
+
+def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
+    """Build the frozen image encoder on CPU, in fp32, in eval mode."""
+    import open_clip
+
+    arch = resolve_name(name)
+    openai_origin = _is_openai_spelling(name)
+    kwargs = {}
+    path = Path(weights)
+    if weights == "random":
+        torch.manual_seed(RANDOM_SEED)
+        weights_id, state = f"random(seed={RANDOM_SEED})", None
+    elif weights in open_clip.list_pretrained_tags_by_model(arch):
+        cached, where = _pretrained_cache(arch, weights)
+        if not cached and not _online():
+            raise ClipprobeError(
+                f"model.weights={weights}: {arch} weights are not cached ({where}) and there is no network; "
+                f"run once with internet to cache them, or set model.weights to a downloaded checkpoint "
+                f"path, or model.weights=random for the untrained baseline")
+        kwargs["pretrained"] = weights
+        openai_origin = open_clip.get_pretrained_cfg(arch, weights).get("quick_gelu", False)
+        weights_id, state = f"{arch}/{weights}", None
+    elif path.suffix or os.sep in weights or path.exists():
+        if not path.is_file():
+            raise ClipprobeError(f"model.weights={weights}: file not found; give an existing checkpoint path, "
+                                 "an open_clip tag, or random")
+        openai_origin = openai_origin or is_torchscript(path)
+        state = _read_checkpoint(path)
+        weights_id = f"sha256:{file_sha256(path)}"
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise ClipprobeError(f"model.weights={weights}: not a pretrained tag of {arch} "
+                             f"(tags: {', '.join(tags) or 'none'}), not a file, and not random")
+
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        arch, force_quick_gelu=bool(openai_origin), **kwargs)
+    if state is not None:
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln
+                           or "Missing key" in ln or "Unexpected key" in ln), str(e).splitlines()[0])
+            raise ClipprobeError(f"model.weights={weights} does not fit model.name={name} ({arch}): "
+                                 f"{detail[:300]}; name the architecture the checkpoint was trained as") from None
+    proj = getattr(model.visual, "proj", None)
+    dim = proj.shape[0] if layer == "pre_projection" and proj is not None else model.visual.output_dim
+    visual = _image_tower(model, layer)
+    return Encoder(visual=visual, preprocess=preprocess, arch=arch, weights_id=weights_id, embed_dim=int(dim))
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ClipprobeError(f"extract.device={device}: no such CUDA device here "
+                                 f"({torch.cuda.device_count()} visible); use auto or cpu")
+    return torch.device(device)
+
+
+def pick_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype (fp32 = no autocast)."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp16" and device.type == "cpu":
+        raise ClipprobeError("extract.precision=fp16 is for GPUs; on CPU use fp32, bf16 or auto")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

@@ -1,0 +1,16 @@
+"""prepare: the dataset's standard splits and class names -> data/prepared/."""
+
+from clipprobe import datasets, params
+from clipprobe.stage import PREPARED, run
+
+
+def main():
+    p = params.load()
+    info = datasets.prepare(p.data, PREPARED)
+    sizes = ", ".join(f"{n} {s}" for s, n in info["splits"].items())
+    print(f"prepared {info['dataset']}: {len(info['classes'])} classes, {sizes} images"
+          + (f", {len(info['skipped'])} unreadable skipped" if info["skipped"] else ""))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,25 @@
+"""train: the logistic-regression probe on all training features with the tuned C -> models/."""
+
+import json
+
+import numpy as np
+
+from clipprobe import params, probe, store
+from clipprobe.stage import FEATURES, METRICS, MODELS, run
+
+
+def main():
+    p = params.load()
+    C = json.loads((METRICS / "tune.json").read_text())["C"]
+    x, y, _, manifest = store.read_features(FEATURES / "train")
+    if (FEATURES / "val").is_dir():  # the official val split joins train for the final fit
+        x_val, y_val, _, _ = store.read_features(FEATURES / "val")
+        x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
+    clf = probe.fit(x, y, C, max_iter=p.train.max_iter)
+    keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")
+    probe.save(clf, MODELS, {**{k: manifest[k] for k in keys}, "n_train": len(y)})
+    print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations)")
+
+
+if __name__ == "__main__":
+    run(main)

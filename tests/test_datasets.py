@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipprobe import datasets
+from clipprobe.errors import ClipprobeError
+from clipprobe.params import DataParams
+from conftest import make_image_folder
+
+
+def test_fashion_mnist_from_debian_idx_files(tmp_path, fashion_mnist):
+    out = tmp_path / "prepared"
+    info = datasets.prepare(DataParams(name="fashion-mnist", root=str(tmp_path / "raw"), limit_per_class=3), out)
+    assert info["classes"][0] == "T-shirt/top" and len(info["classes"]) == 10
+    assert info["splits"] == {"train": 30, "test": 30}
+    train = datasets.read_split(out, "train")
+    labels = train.column("label").to_numpy()
+    assert np.bincount(labels).tolist() == [3] * 10
+    # ids are indices in the official split order, first images of each class kept
+    ids = train.column("id").to_numpy()
+    assert np.all(np.diff(ids) > 0) and ids[0] == 0
+    images = datasets.SplitImages(train, info["root"], transform=lambda im: im)
+    img, _ = images[0]
+    assert img.mode == "RGB" and img.size == (28, 28)   # grayscale became RGB
+
+
+def test_image_folder_classes_order_and_rgb(tmp_path):
+    root = make_image_folder(tmp_path / "f", classes=("b", "a", "c"), mode="L")
+    out = tmp_path / "prepared"
+    info = datasets.prepare(DataParams(name=str(root)), out)
+    assert info["classes"] == ["a", "b", "c"]
+    train = datasets.read_split(out, "train")
+    assert train.column("path").to_pylist()[0] == "train/a/000.png"
+    assert train.column("label").to_pylist() == [0] * 6 + [1] * 6 + [2] * 6
+    img = datasets.SplitImages(train, info["root"], transform=lambda im: im).open(0)
+    assert img.mode == "RGB"
+    assert json.loads((out / "info.json").read_text())["splits"] == {"train": 18, "test": 9}
+
+
+def test_limit_per_class_takes_first_images(image_folder, tmp_path):
+    info = datasets.prepare(DataParams(name=str(image_folder), limit_per_class=2), tmp_path / "p")
+    train = datasets.read_split(tmp_path / "p", "train")
+    assert info["splits"] == {"train": 6, "test": 6}
+    assert [p.split("/")[-1] for p in train.column("path").to_pylist()] == ["000.png", "001.png"] * 3
+
+
+def _corrupt(image_folder, n=1):
+    bad = []
+    for i in range(n):
+        p = image_folder / "train" / "dog" / f"bad{i}.jpg"
+        p.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        bad.append(p)
+    good = image_folder / "train" / "cat" / "000.png"
+    data = good.read_bytes()
+    (image_folder / "train" / "cat" / "trunc.png").write_bytes(data[: len(data) // 2])
+    (image_folder / "test" / "owl" / "notes.txt").write_text("not an image")
+    return bad
+
+
+def test_corrupt_images_stop_prepare_listing_them(image_folder, tmp_path):
+    _corrupt(image_folder)
+    out = tmp_path / "p"
+    with pytest.raises(ClipprobeError) as e:
+        datasets.prepare(DataParams(name=str(image_folder)), out)
+    msg = str(e.value)
+    assert "3 unreadable" in msg and "train/dog/bad0.jpg" in msg and "train/cat/trunc.png" in msg
+    assert "test/owl/notes.txt" in msg and "skip_corrupt" in msg
+    assert not out.exists()
+
+
+def test_corrupt_listing_is_capped_at_20(image_folder, tmp_path):
+    _corrupt(image_folder, n=25)
+    with pytest.raises(ClipprobeError, match=r"and 7 more"):
+        datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+
+
+def test_skip_corrupt_records_skipped(image_folder, tmp_path):
+    _corrupt(image_folder)
+    info = datasets.prepare(DataParams(name=str(image_folder), skip_corrupt=True), tmp_path / "p")
+    assert sorted(info["skipped"]) == ["test/owl/notes.txt", "train/cat/trunc.png", "train/dog/bad0.jpg"]
+    assert info["splits"] == {"train": 18, "test": 9}
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda r: (r / "test" / "zebra").mkdir(), "zebra"),
+    (lambda r: [p.unlink() for p in (r / "train" / "owl").iterdir()], "empty class folder"),
+    (lambda r: __import__("shutil").rmtree(r / "test"), "test is missing"),
+])
+def test_image_folder_structure_errors(image_folder, tmp_path, mutate, expected):
+    mutate(image_folder)
+    with pytest.raises(ClipprobeError, match=expected):
+        datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+
+
+def test_fewer_than_two_classes(tmp_path):
+    root = make_image_folder(tmp_path / "one", classes=("only",))
+    with pytest.raises(ClipprobeError, match="at least 2 classes"):
+        datasets.prepare(DataParams(name=str(root)), tmp_path / "p")
+
+
+def test_undecodable_file_at_extraction_names_it(image_folder, tmp_path):
+    info = datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    (image_folder / "train" / "a.png").write_bytes(b"")
+    Image.new("RGB", (4, 4)).save(image_folder / "train" / "cat" / "000.png")
+    (image_folder / "train" / "cat" / "000.png").write_bytes(b"garbage")
+    images = datasets.SplitImages(datasets.read_split(tmp_path / "p", "train"), info["root"], lambda im: im)
+    with pytest.raises(ClipprobeError, match="train/cat/000.png"):
+        images[0]

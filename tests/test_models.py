@@ -1,0 +1,94 @@
+import time
+
+import pytest
+import torch
+
+from clipprobe import models
+from clipprobe.errors import ClipprobeError
+from conftest import TINY
+
+
+@pytest.mark.parametrize("name, arch", [("ViT-B/32", "ViT-B-32"), ("ViT-B-32", "ViT-B-32"), ("RN50", "RN50"),
+                                        ("ViT-L/14@336px", "ViT-L-14-336"), ("ViT-B/16", "ViT-B-16")])
+def test_openai_and_open_clip_spellings(name, arch):
+    assert models.resolve_name(name) == arch
+
+
+def test_unknown_model_name():
+    with pytest.raises(ClipprobeError, match="model.name=ViT-Q/99: unknown architecture"):
+        models.resolve_name("ViT-Q/99")
+
+
+def test_real_vit_b32_architecture_untrained():
+    enc = models.load_encoder("ViT-B/32", "random")
+    assert enc.arch == "ViT-B-32" and enc.embed_dim == 512
+    assert not enc.visual.training and not any(p.requires_grad for p in enc.visual.parameters())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        assert enc.visual(x).shape == (2, 512)
+
+
+def test_random_weights_are_seeded():
+    a, b = models.load_encoder(TINY, "random"), models.load_encoder(TINY, "random")
+    for pa, pb in zip(a.visual.parameters(), b.visual.parameters()):
+        assert torch.equal(pa, pb)
+    assert a.weights_id == "random(seed=0)"
+
+
+def test_state_dict_checkpoint_path(tmp_path):
+    import open_clip
+    models.resolve_name(TINY)
+    torch.manual_seed(123)
+    ref = open_clip.create_model("tiny-clip")
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(ref.state_dict(), ckpt)
+    enc = models.load_encoder(TINY, str(ckpt))
+    assert torch.equal(enc.visual.conv1.weight, ref.visual.conv1.weight)
+    assert enc.weights_id.startswith("sha256:")
+
+
+def test_checkpoint_of_another_architecture_names_both(tmp_path):
+    import open_clip
+    ckpt = tmp_path / "rn.pt"
+    models.resolve_name(TINY)
+    other = open_clip.create_model("tiny-clip", force_image_size=64)
+    torch.save(other.state_dict(), ckpt)
+    with pytest.raises(ClipprobeError) as e:
+        models.load_encoder(TINY, str(ckpt))
+    assert "rn.pt" in str(e.value) and "tiny-clip" in str(e.value) and "size mismatch" in str(e.value)
+
+
+def test_missing_and_non_checkpoint_weights(tmp_path):
+    with pytest.raises(ClipprobeError, match="file not found"):
+        models.load_encoder(TINY, str(tmp_path / "nope.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(ClipprobeError, match="not a readable checkpoint"):
+        models.load_encoder(TINY, str(junk))
+
+
+def test_unknown_pretrained_tag():
+    with pytest.raises(ClipprobeError, match="not a pretrained tag of ViT-B-32.*laion2b_s34b_b79k"):
+        models.load_encoder("ViT-B/32", "laion5000")
+
+
+def test_openai_weights_offline_fail_fast_with_guidance(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(ClipprobeError) as e:
+        models.load_encoder("ViT-B/32", "openai")
+    assert time.monotonic() - start < 30
+    msg = str(e.value)
+    assert "not cached" in msg and "model.weights=random" in msg and str(tmp_path / "hf") in msg
+
+
+def test_device_and_precision_checks():
+    assert models.pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ClipprobeError, match="extract.device=cuda:0"):
+            models.pick_device("cuda:0")
+    assert models.pick_precision("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(ClipprobeError, match="fp16"):
+        models.pick_precision("fp16", torch.device("cpu"))

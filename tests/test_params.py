@@ -1,0 +1,51 @@
+import math
+
+import pytest
+import yaml
+
+from clipprobe import params
+from clipprobe.errors import ClipprobeError
+from conftest import REPO
+
+
+def test_repo_params_are_valid_and_default_to_cifar10_openai():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    p = params.parse(raw)
+    assert p.data.name in params.DATASETS and p.train.max_iter == 1000
+
+
+def test_defaults_when_sections_missing():
+    p = params.parse({})
+    assert (p.data.name, p.model.name, p.model.weights, p.C) == ("cifar10", "ViT-B/32", "openai", "auto")
+
+
+@pytest.mark.parametrize("raw, culprit", [
+    ({"C": 0}, "C"),
+    ({"C": -1.0}, "C"),
+    ({"C": math.nan}, "C"),
+    ({"C": "lots"}, "C"),
+    ({"extract": {"batch_size": 0}}, "extract.batch_size"),
+    ({"extract": {"batch_size": "64"}}, "extract.batch_size"),
+    ({"extract": {"device": "tpu"}}, "extract.device"),
+    ({"extract": {"precision": "fp8"}}, "extract.precision"),
+    ({"tune": {"val_fraction": 1.5}}, "tune.val_fraction"),
+    ({"train": {"max_iter": 0}}, "train.max_iter"),
+    ({"data": {"limit_per_class": 0}}, "data.limit_per_class"),
+    ({"data": {"name": "imagenet-21k"}}, "data.name"),
+    ({"data": {"nmae": "cifar10"}}, "data.nmae"),
+    ({"optimizer": "adam"}, "optimizer"),
+])
+def test_bad_params_name_the_culprit(raw, culprit):
+    with pytest.raises(ClipprobeError) as e:
+        params.parse(raw)
+    assert culprit in str(e.value) and "\n" not in str(e.value)
+
+
+def test_C_accepts_numbers_and_numeric_strings():
+    assert params.parse({"C": 0.316}).C == 0.316
+    assert params.parse({"C": "1e-3"}).C == 1e-3
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ClipprobeError, match="not found"):
+        params.load(tmp_path / "params.yaml")

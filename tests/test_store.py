@@ -1,0 +1,42 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clipprobe import store
+from clipprobe.errors import ClipprobeError
+
+
+def test_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((7, 5)).astype(np.float32)
+    store.write_shard(tmp_path, 0, [0, 1, 2, 3], [1, 0, 1, 2], emb[:4], paths=list("abcd"))
+    store.write_shard(tmp_path, 1, [4, 5, 6], [2, 2, 0], emb[4:], paths=list("efg"))
+    store.write_manifest(tmp_path, {"rows": 7, "embed_dim": 5, "shards": [store.shard_name(0), store.shard_name(1)]})
+    x, y, ids, manifest = store.read_features(tmp_path)
+    assert x.dtype == np.float32 and np.array_equal(x, emb)
+    assert y.tolist() == [1, 0, 1, 2, 2, 2, 0] and ids.tolist() == list(range(7))
+    # plain Parquet: the schema a user sees with any reader
+    t = pq.read_table(tmp_path / store.shard_name(0))
+    assert t.schema.field("embedding").type == pa.list_(pa.float32(), 5)
+    assert t.column_names == ["id", "label", "embedding", "path"]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_resume_point_is_first_missing_shard(tmp_path):
+    emb = np.zeros((1, 2), np.float32)
+    for i in (0, 1, 3):
+        store.write_shard(tmp_path, i, [i], [0], emb)
+    assert store.completed_shards(tmp_path, 5) == 2
+
+
+def test_row_count_mismatch_is_caught(tmp_path):
+    store.write_shard(tmp_path, 0, [0], [0], np.zeros((1, 2), np.float32))
+    store.write_manifest(tmp_path, {"rows": 2, "embed_dim": 2, "shards": [store.shard_name(0)]})
+    with pytest.raises(ClipprobeError, match="manifest says 2"):
+        store.read_features(tmp_path)
+
+
+def test_unwritable_directory_is_one_clear_error(tmp_path):
+    with pytest.raises(ClipprobeError, match="cannot write"):
+        store.write_shard(tmp_path / "missing" / "dir", 0, [0], [0], np.zeros((1, 2), np.float32))
