@@ -95,14 +95,19 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *
     if rows > first:
         elapsed = time.perf_counter() - start
         print(f"{split}: {rows - first} images in {elapsed:.1f}s ({(rows - first) / elapsed:.1f} img/s)")
-    manifest = {"split": split, "dataset": info["dataset"], "classes": info["classes"],
-                "rows": rows, "embed_dim": encoder.embed_dim,
-                "shards": [store.shard_name(i) for i in range(n_shards)],
-                "fingerprint": fp, "skipped": info.get("skipped", []), **identity,
-                "device": device.type, "precision": str(dtype).removeprefix("torch."),
-                "batch_size": batch_size}
+    manifest = build_manifest(info, split, rows, n_shards, encoder.embed_dim, fp, identity,
+                              device=device.type, precision=str(dtype).removeprefix("torch."),
+                              batch_size=batch_size)
     store.write_manifest(scratch, manifest)
     return manifest
+
+
+def build_manifest(info: dict, split: str, rows: int, n_shards: int, embed_dim: int, fp: str,
+                   identity: dict, **settings) -> dict:
+    """The manifest of a finished split: what it holds and everything it was made from."""
+    return {"split": split, "dataset": info["dataset"], "classes": info["classes"], "rows": rows,
+            "embed_dim": embed_dim, "shards": [store.shard_name(i) for i in range(n_shards)],
+            "fingerprint": fp, "skipped": info.get("skipped", []), **identity, **settings}
 
 
 def publish(scratch: Path, out: Path) -> None:
