@@ -81,6 +81,14 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000) -> Search:
     return Search(C=best, val_top1=curve[best], curve=dict(sorted(curve.items())))
 
 
+def check_features(info: dict, manifest: dict, where: str) -> None:
+    """Stop unless the features in `where` come from the encoder the probe was trained on."""
+    for key in ("arch", "weights_id", "layer", "embed_dim"):
+        if manifest.get(key) != info.get(key):
+            raise ClipprobeError(f"{where}: features have {key}={manifest.get(key)!r} but the probe was trained "
+                                 f"on {key}={info.get(key)!r}; run `dvc repro` to rebuild both")
+
+
 # ---------------------------------------------------------------- storage without pickle
 
 def save(clf: LogisticRegression, directory: Path, meta: dict) -> None:
