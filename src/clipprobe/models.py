@@ -77,7 +77,8 @@ def _read_checkpoint(path: Path) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({str(e).splitlines()[0]}); "
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({reason}); "
                                  "give an OpenAI .pt file or a torch state dict") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
