@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 import features
@@ -32,7 +34,7 @@ def _top1(clf, x, y) -> float:
 def peer(x_tr, y_tr, x_val, y_val, x_all, y_all):
     """CoOp lpclip's search, as written there (no fit reused), and its refit."""
     def fit(c):
-        return LogisticRegression(solver="lbfgs", max_iter=1000, penalty="l2", C=c).fit(x_tr, y_tr)
+        return LogisticRegression(solver="lbfgs", max_iter=1000, C=c).fit(x_tr, y_tr)
 
     grid = [1e6, 1e4, 1e2, 1, 1e-2, 1e-4, 1e-6]
     accs = [_top1(fit(c), x_val, y_val) for c in grid]
@@ -46,7 +48,7 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all):
         else:
             c_final, acc_final = c_left, acc_left
             c_left, c_right = c_left, 10 ** (0.5 * (np.log10(c_right) + np.log10(c_left)))
-    clf = LogisticRegression(solver="lbfgs", max_iter=1000, penalty="l2", C=c_final).fit(x_all, y_all)
+    clf = LogisticRegression(solver="lbfgs", max_iter=1000, C=c_final).fit(x_all, y_all)
     return clf, c_final, acc_final, len(grid) + 2 * 8 + 1
 
 
@@ -63,6 +65,7 @@ def main():
     ap.add_argument("--only", choices=("peer", "clipprobe"), help="run one protocol (to time it alone)")
     ap.add_argument("--solver", choices=("sklearn", "torch"), default="sklearn", help="clipprobe's solver")
     a = ap.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)  # both protocols stop at max_iter alike
 
     x_all, y_all, x_te, y_te = features.load(a.set)
     tr, val = probe.validation_split(y_all, 0.2, 0)
