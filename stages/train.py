@@ -1,11 +1,12 @@
-"""train: the logistic-regression probe on all training features with the tuned C -> models/."""
+"""train: the logistic-regression probe on all training features with the tuned C -> models/,
+starting L-BFGS from the search's probe at that C where there is one."""
 
 import json
 
 import numpy as np
 
 from clipprobe import params, probe, store
-from clipprobe.stage import FEATURES, METRICS, MODELS, run
+from clipprobe.stage import FEATURES, METRICS, MODELS, TUNED, run
 
 
 def main():
@@ -15,10 +16,13 @@ def main():
     if (FEATURES / "val").is_dir():  # the official val split joins train for the final fit
         x_val, y_val, _, _ = store.read_features(FEATURES / "val")
         x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
-    clf = probe.fit(x, y, C, max_iter=p.train.max_iter)
+    start = probe.load_start(TUNED / "start.npz", np.unique(y))
+    clf = probe.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
+                    device=p.train.device)
     keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")
-    probe.save(clf, MODELS, {**{k: manifest[k] for k in keys}, "n_train": len(y)})
-    print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations)")
+    probe.save(clf, MODELS, {**{k: manifest[k] for k in keys}, "n_train": len(y), "solver": p.train.solver})
+    print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations"
+          + (", warm-started from the search)" if start is not None else ")"))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""tune: choose C on a validation split (C: auto) or record the given C -> metrics/tune.json."""
+"""tune: choose C on a validation split (C: auto) or record the given C -> metrics/tune.json,
+the search curve, and the probe at the chosen C as the train stage's warm start."""
 
 import math
 
 from clipprobe import params, probe, report, store
-from clipprobe.stage import FEATURES, METRICS, run
+from clipprobe.stage import FEATURES, METRICS, TUNED, run
+
+CURVE = ["log10_C", "C", "val_top1", "fit", "n_iter"]
 
 
 def main():
@@ -11,7 +14,8 @@ def main():
     x, y, _, _ = store.read_features(FEATURES / "train")
     if p.C != "auto":
         report.write_json(METRICS / "tune.json", {"C": p.C})
-        report.write_csv(METRICS / "tune_curve.csv", ["log10_C", "C", "val_top1"], [])
+        report.write_csv(METRICS / "tune_curve.csv", CURVE, [])
+        probe.save_start(None, TUNED / "start.npz")
         print(f"C = {p.C} (given; no search)")
         return
     if (FEATURES / "val").is_dir():  # the dataset's official validation split
@@ -20,13 +24,18 @@ def main():
     else:
         tr, val = probe.validation_split(y, p.tune.val_fraction, p.tune.seed)
         x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[val], y[val]
-    search = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter)
-    report.write_json(METRICS / "tune.json", {"C": search.C, "val_top1": search.val_top1,
-                                              "n_fits": search.n_fits, "n_train": len(y_tr),
-                                              "n_val": len(y_val)})
-    report.write_csv(METRICS / "tune_curve.csv", ["log10_C", "C", "val_top1"],
-                     [(round(math.log10(c), 6), c, acc) for c, acc in search.curve.items()])
-    print(f"C = {search.C:.6g} (validation top-1 {search.val_top1:.2f}%, {search.n_fits} fits)")
+    s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
+                       device=p.train.device)
+    n_iter = sum(it for _, _, it in s.fits)
+    report.write_json(METRICS / "tune.json", {"C": s.C, "val_top1": s.val_top1, "n_fits": s.n_fits,
+                                              "n_iter": n_iter, "early_exit": s.early_exit,
+                                              "n_train": len(y_tr), "n_val": len(y_val)})
+    order = {c: i for i, (c, _, _) in enumerate(s.fits, 1)}
+    report.write_csv(METRICS / "tune_curve.csv", CURVE,
+                     [(round(math.log10(c), 6), c, acc, order[c], it) for c, acc, it in sorted(s.fits)])
+    probe.save_start(s.probe, TUNED / "start.npz")
+    print(f"C = {s.C:.6g} (validation top-1 {s.val_top1:.2f}%, {s.n_fits} fits, {n_iter} L-BFGS iterations"
+          + (", coarse grid stopped past the peak)" if s.early_exit else ")"))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def test_defaults_when_sections_missing():
     ({"extract": {"precision": "fp8"}}, "extract.precision"),
     ({"tune": {"val_fraction": 1.5}}, "tune.val_fraction"),
     ({"train": {"max_iter": 0}}, "train.max_iter"),
+    ({"train": {"solver": "liblinear"}}, "train.solver"),
+    ({"train": {"device": "gpu"}}, "train.device"),
     ({"data": {"limit_per_class": 0}}, "data.limit_per_class"),
     ({"data": {"name": "imagenet-21k"}}, "data.name"),
     ({"data": {"nmae": "cifar10"}}, "data.nmae"),

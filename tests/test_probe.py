@@ -16,25 +16,47 @@ def _blobs(n_per_class, seed, noise=3.0, dim=20, classes=4):
     return x.astype(np.float32), y
 
 
-def test_search_follows_clip_protocol_and_finds_known_optimum(monkeypatch):
-    """With validation accuracy a known peaked function of log10(C), the search lands on its peak."""
-    peak = 0.7
+class FakeFit:
+    """Validation accuracy a known peaked function of log10(C); remembers its warm start."""
+    def __init__(self, C, peak, start):
+        self.C, self.peak, self.start, self.n_iter_ = C, peak, start, np.array([1])
 
-    class FakeFit:
-        def __init__(self, C):
-            self.C = C
+    def predict(self, x):
+        acc = max(0.0, 1 - 0.1 * abs(math.log10(self.C) - self.peak))
+        return (np.arange(len(x)) < acc * len(x)).astype(int)
 
-        def predict(self, x):
-            acc = max(0.0, 1 - 0.1 * abs(math.log10(self.C) - peak))
-            return (np.arange(len(x)) < acc * len(x)).astype(int)
 
-    monkeypatch.setattr(probe, "fit", lambda x, y, C, max_iter: FakeFit(C))
+def _fake_search(monkeypatch, peak):
+    fitted = []
+
+    def fake_fit(x, y, C, max_iter, solver, start, device):
+        fitted.append(FakeFit(C, peak, start))
+        return fitted[-1]
+
+    monkeypatch.setattr(probe, "fit", fake_fit)
     y_val = np.ones(100_000, int)
-    s = probe.search_C(None, None, np.zeros((100_000, 1)), y_val)
-    assert abs(math.log10(s.C) - peak) < 2 / 2 ** 8 + 1e-9      # bisection width after 8 steps
-    assert all(c in s.curve for c in probe.COARSE_GRID)
-    assert s.n_fits == 7 + 2 + 7 - 1   # coarse grid, then 2 per step minus reused points
-    assert s.val_top1 == max(s.curve.values())
+    return probe.search_C(None, None, np.zeros((100_000, 1)), y_val), fitted
+
+
+def test_search_follows_clip_protocol_and_finds_known_optimum(monkeypatch):
+    """With validation accuracy peaked at log10(C) = 0.7, the search lands on the peak and
+    skips the coarse points past it that cannot win."""
+    s, fitted = _fake_search(monkeypatch, 0.7)
+    assert abs(math.log10(s.C) - 0.7) < 2 / 2 ** 8 + 1e-9      # bisection width after 8 steps
+    assert [f.C for f in fitted[:6]] == [1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4]  # from the smallest C up
+    assert 1e6 not in s.curve and s.early_exit                   # 1e2 and 1e4 fell below 1.0: stop
+    assert s.n_fits == len(fitted) == 6 + 2 + 7 - 1   # coarse grid, then 2 per step minus reused points
+    assert s.val_top1 == max(s.curve.values()) and s.probe.C == s.C
+    assert fitted[0].start is None
+    for f in fitted[1:]:  # each fit starts from the fitted C nearest in log10(C)
+        before = [g.C for g in fitted[:fitted.index(f)]]
+        assert f.start.C == min(before, key=lambda c: abs(math.log10(c / f.C)))
+
+
+def test_search_with_peak_at_the_top_fits_the_whole_grid(monkeypatch):
+    s, _ = _fake_search(monkeypatch, 5.3)
+    assert all(c in s.curve for c in probe.COARSE_GRID) and not s.early_exit
+    assert abs(math.log10(s.C) - 5.3) < 2 / 2 ** 8 + 1e-9
 
 
 def test_search_on_real_data_beats_or_equals_the_coarse_grid():
@@ -85,3 +107,63 @@ def test_too_many_classes_for_the_validation_fraction():
     y = np.repeat(np.arange(10), 3)
     with pytest.raises(ClipprobeError, match="10 classes do not fit in 3 validation"):
         probe.validation_split(y, 0.1, 0)
+
+
+def test_warm_started_fit_agrees_with_a_cold_scikit_learn_fit():
+    """Same objective and stopping rule: a warm start from another C changes only the path.
+    Tolerance (both stop at scikit-learn's default gradient tolerance, 1e-4): coefficients
+    within 2% of their scale, >= 99% identical predictions, probabilities within 0.02."""
+    x, y = _blobs(100, 2, dim=30, classes=5)
+    cold = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    warm = probe.fit(x, y, 1.0, 1000, start=probe.fit(x, y, 0.1, 1000))
+    assert isinstance(warm, LogisticRegression) and not warm.warm_start
+    scale = np.abs(cold.coef_).max()
+    assert np.abs(warm.coef_ - cold.coef_).max() < 0.02 * scale
+    assert np.abs(warm.intercept_ - cold.intercept_).max() < 0.02 * scale
+    assert np.mean(warm.predict(x) == cold.predict(x)) >= 0.99
+    assert np.abs(warm.predict_proba(x) - cold.predict_proba(x)).max() < 0.02
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_torch_solver_minimises_scikit_learns_objective(C):
+    """Tight tolerance on both: the same minimiser (coefficients within 1e-4 absolute)."""
+    from clipprobe import torch_solver
+
+    x, y = _blobs(80, 3, dim=20, classes=4)
+    x = x.astype(np.float64)
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(x, y)
+    ours = torch_solver.fit(x, y, C, max_iter=5000, device="cpu", tol=1e-10)
+    assert isinstance(ours, LogisticRegression) and np.array_equal(ours.classes_, ref.classes_)
+    assert np.abs(ours.coef_ - ref.coef_).max() < 1e-4
+    assert np.abs(ours.intercept_ - ref.intercept_).max() < 1e-4
+
+
+def test_torch_solver_at_default_tolerance_predicts_as_scikit_learn():
+    """float32 features, default tolerance: >= 99% identical predictions, probabilities within 0.02."""
+    x, y = _blobs(200, 4, dim=40, classes=6)
+    ref = probe.fit(x, y, 1.0, 1000)
+    ours = probe.fit(x, y, 1.0, 1000, solver="torch", device="cpu")
+    assert np.mean(ours.predict(x) == ref.predict(x)) >= 0.99
+    assert np.abs(ours.predict_proba(x) - ref.predict_proba(x)).max() < 0.02
+
+
+def test_search_start_round_trips_and_may_be_empty(tmp_path):
+    x, y = _blobs(20, 5)
+    clf = probe.fit(x, y, 0.5, 1000)
+    probe.save_start(clf, tmp_path / "start.npz")
+    start = probe.load_start(tmp_path / "start.npz", np.unique(y))
+    assert np.array_equal(start.coef_, clf.coef_) and np.array_equal(start.intercept_, clf.intercept_)
+    assert probe.load_start(tmp_path / "start.npz", np.arange(5)) is None   # other classes
+    probe.save_start(None, tmp_path / "none.npz")
+    assert probe.load_start(tmp_path / "none.npz", np.unique(y)) is None
+
+
+def test_torch_solver_names_a_missing_gpu():
+    import torch
+
+    from clipprobe import torch_solver
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ClipprobeError, match="train.device=cuda:0"):
+        torch_solver.device_for("cuda:0")

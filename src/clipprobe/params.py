@@ -19,6 +19,7 @@ DATASETS = ("cifar10", "cifar100", "stl10", "mnist", "fashion-mnist", "food101",
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LAYERS = ("projection", "pre_projection")
+SOLVERS = ("sklearn", "torch")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class TuneParams:
 @dataclass(frozen=True)
 class TrainParams:
     max_iter: int = 1000
+    solver: str = "sklearn"
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,16 @@ def _check_extract(p: ExtractParams) -> None:
     _int("extract.batch_size", p.batch_size, 1)
     _int("extract.workers", p.workers, 0)
     _int("extract.shard_size", p.shard_size, 1)
-    dev = p.device
-    if not isinstance(dev, str) or not (dev in DEVICES or
-                                        (dev.startswith("cuda:") and dev[5:].isdigit())):
-        _fail("extract.device", dev, "auto, cpu, cuda or cuda:N")
+    _device("extract.device", p.device)
     if p.precision not in PRECISIONS:
         _fail("extract.precision", p.precision, " | ".join(PRECISIONS))
     if p.layer not in LAYERS:
         _fail("extract.layer", p.layer, " | ".join(LAYERS))
+
+
+def _device(key, dev):
+    if not isinstance(dev, str) or not (dev in DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        _fail(key, dev, "auto, cpu, cuda or cuda:N")
 
 
 def _check_C(c):
@@ -133,6 +138,9 @@ def _check_tune(p: TuneParams) -> None:
 
 def _check_train(p: TrainParams) -> None:
     _int("train.max_iter", p.max_iter, 1)
+    if p.solver not in SOLVERS:
+        _fail("train.solver", p.solver, " | ".join(SOLVERS))
+    _device("train.device", p.device)
 
 
 _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_model),

@@ -10,6 +10,7 @@ from clipprobe.errors import ClipprobeError
 PREPARED = Path("data/prepared")
 FEATURES = Path("features")
 MODELS = Path("models")
+TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
 METRICS = Path("metrics")
 
 
