@@ -157,8 +157,8 @@ def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int
                                       None if paths is None else paths[lo:hi])
                     del pending[s]
             bar.update(len(r))
-    except ClipprobeError as e:  # an actor's, as RayTaskError(ClipprobeError) with the remote traceback
-        raise ClipprobeError(str(getattr(e, "cause", e))) from None
+    except ClipprobeError as e:  # an actor's, wrapped by Ray with a traceback or retry notes
+        raise ClipprobeError(str(getattr(e, "cause", e)).splitlines()[0]) from None
     finally:
         bar.close()
     if pending:  # cannot happen unless Ray lost rows; never write a manifest over a hole
