@@ -1,7 +1,9 @@
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -41,3 +43,17 @@ def make_image_folder(root: Path, classes=("cat", "dog", "owl"), n_train=6, n_te
 @pytest.fixture
 def image_folder(tmp_path):
     return make_image_folder(tmp_path / "folder")
+
+
+def assert_same_features(a: Path, b: Path):
+    """Two extractions of a split hold the same manifest, shards, ids and row order, and
+    embeddings equal within float tolerance."""
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    assert ma == mb
+    for shard in ma["shards"]:
+        ta, tb = pq.read_table(a / shard), pq.read_table(b / shard)
+        assert ta.schema == tb.schema
+        for col in set(ta.column_names) - {"embedding"}:
+            assert ta.column(col).equals(tb.column(col)), col
+        ea, eb = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (ta, tb))
+        np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-5)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, assert_same_features
 
 
 def _run(cmd, cwd, env):
@@ -71,3 +71,17 @@ def test_repro_then_C_experiment_reruns_only_the_probe(project):
     assert changed["C"]["new"] == 0.316
     assert changed["top1"]["old"] == acc["top1"] and changed["top1"]["new"] != acc["top1"]
     assert _run(["dvc", "status"], dest, env).strip().endswith("Data and pipelines are up to date.")
+
+
+def test_one_param_switches_extract_to_ray_with_the_same_features(project):
+    dest, env = project
+    _run(["dvc", "repro", "extract"], dest, env)
+    shutil.copytree(dest / "features", dest.parent / "local")
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["extract"].update(engine="ray", ray={"address": None, "actors": 2, "gpus_per_actor": 0})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro", "extract"], dest, env)
+    assert "Running stage 'extract'" in out and "Running stage 'prepare'" not in out
+    assert "Started a local Ray instance" in out
+    for split in ("train", "test"):
+        assert_same_features(dest.parent / "local" / split, dest / "features" / split)

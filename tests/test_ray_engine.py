@@ -7,7 +7,6 @@ anew (a model load each), which is most of these tests' time.
 import shutil
 import sys
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
@@ -15,7 +14,7 @@ import torch
 
 from clipprobe import datasets, features, models, params, ray_engine, store
 from clipprobe.errors import ClipprobeError
-from conftest import TINY, make_image_folder
+from conftest import TINY, assert_same_features, make_image_folder
 
 CPU, FP32 = torch.device("cpu"), torch.float32
 
@@ -47,19 +46,6 @@ def _local(encoder, prepared, split, scratch, p):
 def _ray(encoder, prepared, split, scratch, p):
     return ray_engine.extract_split(encoder, prepared, split, scratch, model=p.model, extract=p.extract,
                                     device=CPU, dtype=FP32, identity={"model": TINY}, fp="fp")
-
-
-def assert_same_features(a, b):
-    ma, mb = store.read_manifest(a), store.read_manifest(b)
-    assert ma == mb
-    for shard in ma["shards"]:
-        ta, tb = pq.read_table(a / shard), pq.read_table(b / shard)
-        assert ta.schema == tb.schema
-        for col in set(ta.column_names) - {"embedding"}:
-            assert ta.column(col).equals(tb.column(col)), col
-        ea = np.stack(ta.column("embedding").to_numpy(zero_copy_only=False))
-        eb = np.stack(tb.column("embedding").to_numpy(zero_copy_only=False))
-        np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
