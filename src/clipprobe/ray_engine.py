@@ -65,15 +65,17 @@ class Embedder:
 
     def __init__(self, model: ModelParams, layer: str, root: str, device: str, dtype: torch.dtype,
                  preprocess: str):
+        # Errors wait for __call__: Ray reports a failed __init__ only as a dead actor.
         self.error = None
         try:
             encoder = load_encoder(model.name, model.weights, layer)
-        except ClipprobeError as e:  # raised from __call__: Ray reports a failed __init__ as a dead actor
+        except ClipprobeError as e:
             self.error = e
             return
         if repr(encoder.preprocess) != preprocess:  # the fingerprint holds the driver's
             self.error = ClipprobeError("a Ray actor builds another preprocess than the driver; install "
                                         "the same clipprobe and open_clip versions on every node")
+            return
         self.device, self.dtype = torch.device(device), dtype
         self.visual = encoder.visual.to(self.device)
         self.preprocess = encoder.preprocess
