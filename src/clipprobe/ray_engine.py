@@ -44,13 +44,16 @@ def require_ray():
 @contextlib.contextmanager
 def connected(address: str | None):
     """Connect to Ray for the block: `auto` or an address joins a running cluster, empty
-    starts a local one.  A Ray the caller already started is used as it is and left running."""
+    starts a local one.  Actors run this driver's clipprobe, shipped as a py_module, whatever
+    version a node has installed.  A Ray the caller already started is used as it is."""
+    import clipprobe
+
     ray = require_ray()
     if ray.is_initialized():
         yield ray
         return
     try:
-        ray.init(address=address or None, include_dashboard=False)
+        ray.init(address=address or None, include_dashboard=False, runtime_env={"py_modules": [clipprobe]})
     except ConnectionError as e:
         raise ClipprobeError(f"extract.ray.address={address}: no Ray cluster there ({e}); start one with "
                              "`ray start --head`, or leave the address empty for a local Ray") from None
