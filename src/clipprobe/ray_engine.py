@@ -53,7 +53,8 @@ def connected(address: str | None):
         yield ray
         return
     try:
-        ray.init(address=address or None, include_dashboard=False, runtime_env={"py_modules": [clipprobe]})
+        # "local" starts a fresh Ray even where `ray start` ran: plain ray.init() would join that one
+        ray.init(address=address or "local", include_dashboard=False, runtime_env={"py_modules": [clipprobe]})
     except ConnectionError as e:
         raise ClipprobeError(f"extract.ray.address={address}: no Ray cluster there ({e}); start one with "
                              "`ray start --head`, or leave the address empty for a local Ray") from None
