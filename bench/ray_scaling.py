@@ -35,10 +35,10 @@ def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, mo
     device, dtype = torch.device("cpu"), models.pick_precision(p.extract.precision, torch.device("cpu"))
     rows = []
     with ray_engine.connected(address), tempfile.TemporaryDirectory() as tmp:
-        for n in actor_counts:
+        for i, n in enumerate(actor_counts):  # a fresh scratch each run: a finished one would be reused
             p = params.parse({**base, "extract": {**base["extract"], "ray": {"actors": n}}})
             start = time.perf_counter()
-            manifest = ray_engine.extract_split(encoder, prepared, split, Path(tmp) / f"actors-{n}",
+            manifest = ray_engine.extract_split(encoder, prepared, split, Path(tmp) / f"run{i}",
                                                 model=p.model, extract=p.extract, device=device, dtype=dtype,
                                                 identity={}, fp="bench")
             seconds = time.perf_counter() - start
