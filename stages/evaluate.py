@@ -1,17 +1,13 @@
 """evaluate: the probe on the test features -> metrics/accuracy.json and plots."""
 
 from clipprobe import probe, report, store
-from clipprobe.errors import ClipprobeError
 from clipprobe.stage import FEATURES, METRICS, MODELS, run
 
 
 def main():
     clf, info = probe.load(MODELS)
     x, y, _, manifest = store.read_features(FEATURES / "test")
-    for key in ("arch", "weights_id", "layer", "embed_dim"):
-        if manifest[key] != info[key]:
-            raise ClipprobeError(f"{FEATURES / 'test'}: features have {key}={manifest[key]!r} but the probe "
-                                 f"was trained on {key}={info[key]!r}; run `dvc repro` to rebuild both")
+    probe.check_features(info, manifest, str(FEATURES / "test"))
     scores = clf.predict_proba(x)
     pred = clf.classes_[scores.argmax(axis=1)]
     names = info["classes"]

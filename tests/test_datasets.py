@@ -1,3 +1,4 @@
+import io
 import json
 
 import numpy as np
@@ -108,3 +109,37 @@ def test_undecodable_file_at_extraction_names_it(image_folder, tmp_path):
     images = datasets.SplitImages(datasets.read_split(tmp_path / "p", "train"), info["root"], lambda im: im)
     with pytest.raises(ClipprobeError, match="train/cat/000.png"):
         images[0]
+
+
+def _tar(path, members):
+    import tarfile
+    with tarfile.open(path, "w") as tar:
+        for name, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                data = b"pixels"
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("evil", [("../escape.txt", "file"), ("/tmp/abs-escape.txt", "file"),
+                                  ("images/link", "symlink")])
+def test_archives_cannot_write_outside_the_data_root(tmp_path, evil):
+    from torchvision.datasets.utils import extract_archive
+
+    archive = _tar(tmp_path / "data.tar", [("images/ok.png", "file"), evil])
+    root = tmp_path / "root"
+    root.mkdir()
+    with datasets._safe_archives(), pytest.raises(ClipprobeError, match="outside"):
+        extract_archive(str(archive), str(root))    # the path torchvision's downloads take
+    assert not (tmp_path / "escape.txt").exists() and not list(root.rglob("*"))
+
+
+def test_safe_archive_extracts_normal_members(tmp_path):
+    archive = _tar(tmp_path / "data.tar", [("images/ok.png", "file")])
+    datasets.safe_extract_tar(archive, tmp_path / "root")
+    assert (tmp_path / "root" / "images" / "ok.png").read_bytes() == b"pixels"

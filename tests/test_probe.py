@@ -57,7 +57,7 @@ def test_validation_split_is_stratified_and_seeded():
 
 def test_too_few_samples_for_validation():
     y = np.array([0, 0, 0, 1, 1, 2])
-    with pytest.raises(ClipprobeError, match="class 2 has 1 train sample"):
+    with pytest.raises(ClipprobeError, match="class 2 has 1 train sample;"):
         probe.validation_split(y, 0.2, 0)
 
 
@@ -70,3 +70,18 @@ def test_saved_probe_loads_back_as_sklearn_classifier(tmp_path):
     assert isinstance(loaded, LogisticRegression) and info["C"] == 0.5
     assert np.allclose(loaded.predict_proba(x), clf.predict_proba(x))
     assert np.array_equal(loaded.predict(x), clf.predict(x))
+
+
+@pytest.mark.parametrize("key, value", [("arch", "RN50"), ("embed_dim", 1024), ("weights_id", "random(seed=0)"),
+                                        ("layer", "pre_projection")])
+def test_features_of_another_encoder_are_refused(key, value):
+    info = {"arch": "ViT-B-32", "weights_id": "ViT-B-32/openai", "layer": "projection", "embed_dim": 512}
+    probe.check_features(info, dict(info), "features/test")
+    with pytest.raises(ClipprobeError, match=f"features/test: features have {key}="):
+        probe.check_features(info, {**info, key: value}, "features/test")
+
+
+def test_too_many_classes_for_the_validation_fraction():
+    y = np.repeat(np.arange(10), 3)
+    with pytest.raises(ClipprobeError, match="10 classes do not fit in 3 validation"):
+        probe.validation_split(y, 0.1, 0)

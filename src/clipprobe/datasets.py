@@ -14,7 +14,9 @@ import io
 import json
 import os
 import shutil
+import tarfile
 import urllib.error
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +72,38 @@ def _stage_fashion_mnist(root: Path) -> None:
             return
 
 
+def safe_extract_tar(from_path, to_path, compression=None) -> None:
+    """Extract a tar archive only if every member stays inside `to_path`.
+
+    torchvision's extractor trusts archives fully on Python < 3.14; this one refuses
+    absolute paths, `..`, links that point outside, and device files.
+    """
+    dest = Path(to_path).resolve()
+    with tarfile.open(from_path, f"r:{compression[1:]}" if compression else "r") as tar:
+        for m in tar.getmembers():
+            target = (dest / m.name).resolve()
+            link_ok = not (m.issym() or m.islnk()) or \
+                (dest / Path(m.name).parent / m.linkname).resolve().is_relative_to(dest)
+            if not target.is_relative_to(dest) or not link_ok or m.isdev():
+                raise ClipprobeError(f"{from_path}: archive member {m.name!r} would be written outside "
+                                     f"{dest}; refusing to extract it (delete the file and download again)")
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+
+
+@contextmanager
+def _safe_archives():
+    """Route torchvision's tar extraction through `safe_extract_tar` (zipfile already
+    strips `..` and absolute paths itself)."""
+    from torchvision.datasets import utils
+
+    saved = utils._ARCHIVE_EXTRACTORS[".tar"]
+    utils._ARCHIVE_EXTRACTORS[".tar"] = safe_extract_tar
+    try:
+        yield
+    finally:
+        utils._ARCHIVE_EXTRACTORS[".tar"] = saved
+
+
 def _torchvision(name: str, root: Path, split: str):
     from torchvision import datasets as tv
 
@@ -102,7 +136,8 @@ def _official_splits(name: str) -> tuple[str, ...]:
 
 def _torchvision_split(name: str, root: Path, split: str) -> tuple[Split, list[str]]:
     try:
-        ds = _torchvision(name, root, split)
+        with _safe_archives():
+            ds = _torchvision(name, root, split)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         if isinstance(e, urllib.error.URLError) or "download" in str(e).lower() or \
                 isinstance(e, ConnectionError):
@@ -125,7 +160,8 @@ def _eurosat(root: Path) -> tuple[dict[str, Split], list[str]]:
     from torchvision import datasets as tv
 
     try:
-        ds = tv.EuroSAT(root=str(root), download=True)
+        with _safe_archives():
+            ds = tv.EuroSAT(root=str(root), download=True)
     except urllib.error.URLError as e:
         raise ClipprobeError(f"data.name=eurosat: could not download it into {root} ({e}); "
                              "connect to the internet once, or put the dataset under data.root") from None

@@ -52,8 +52,12 @@ def encode_batches(encoder: Encoder, loader, device: torch.device, dtype: torch.
 
 
 def split_fingerprint(encoder: Encoder, prepared: Path, split: str, identity: dict, **settings) -> str:
-    info = json.loads((prepared / "info.json").read_text())
-    return fingerprint(split=split, data=file_digest(prepared / f"{split}.parquet"), root=info["root"],
+    """The hash of the prepared rows (which hold image bytes or paths), where path-based
+    images live, the encoder's identity and preprocess, and the extraction settings."""
+    table = prepared / f"{split}.parquet"
+    path_based = "path" in read_split(prepared, split).column_names
+    root = json.loads((prepared / "info.json").read_text())["root"] if path_based else None
+    return fingerprint(split=split, data=file_digest(table), root=root,
                        preprocess=repr(encoder.preprocess), **identity, **settings)
 
 

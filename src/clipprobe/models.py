@@ -9,10 +9,13 @@ dict), or `random`: the untrained baseline, seeded.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
+import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +68,17 @@ def file_sha256(path: Path) -> str:
 
 def _read_checkpoint(path: Path) -> dict:
     if is_torchscript(path):  # loaded only because the user named this OpenAI .pt file
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
         for key in ("input_resolution", "context_length", "vocab_size"):
             state.pop(key, None)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({str(e).splitlines()[0]}); "
+            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({reason}); "
                                  "give an OpenAI .pt file or a torch state dict") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
@@ -81,6 +87,20 @@ def _read_checkpoint(path: Path) -> dict:
     if next(iter(state)).startswith("module."):
         state = {k[len("module."):]: v for k, v in state.items()}
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _mismatch(expected: dict, state: dict, arch: str) -> str:
+    """What keeps `state` from loading into a model whose state dict is `expected` ('' if nothing)."""
+    for key, tensor in expected.items():
+        if key in state and state[key].shape != tensor.shape:
+            return (f"size mismatch for {key}: {list(state[key].shape)} in the checkpoint, "
+                    f"{list(tensor.shape)} in {arch}")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        return (f"{len(missing)} key(s) of {arch} missing from the checkpoint (e.g. {(missing or ['-'])[0]}), "
+                f"{len(unexpected)} unexpected (e.g. {(unexpected or ['-'])[0]})")
+    return ""
 
 
 def _pretrained_cache(arch: str, tag: str) -> tuple[bool, str]:
@@ -110,6 +130,18 @@ def _online(timeout: float = 3.0) -> bool:
         except OSError:
             continue
     return False
+
+
+@contextmanager
+def _quiet(enabled: bool):
+    root = logging.getLogger()
+    level = root.level
+    if enabled:
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 @dataclass
@@ -165,16 +197,15 @@ def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
         raise ClipprobeError(f"model.weights={weights}: not a pretrained tag of {arch} "
                              f"(tags: {', '.join(tags) or 'none'}), not a file, and not random")
 
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        arch, force_quick_gelu=bool(openai_origin), **kwargs)
+    with _quiet(state is not None):  # open_clip would report "initialized randomly" before we load
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, force_quick_gelu=bool(openai_origin), **kwargs)
     if state is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln
-                           or "Missing key" in ln or "Unexpected key" in ln), str(e).splitlines()[0])
-            raise ClipprobeError(f"model.weights={weights} does not fit model.name={name} ({arch}): "
-                                 f"{detail[:300]}; name the architecture the checkpoint was trained as") from None
+        problem = _mismatch(model.state_dict(), state, arch)
+        if problem:
+            raise ClipprobeError(f"model.weights={weights} does not fit model.name={name}: {problem}; "
+                                 "set model.name to the architecture the checkpoint was trained as")
+        model.load_state_dict(state, strict=True)
     proj = getattr(model.visual, "proj", None)
     dim = proj.shape[0] if layer == "pre_projection" and proj is not None else model.visual.output_dim
     visual = _image_tower(model, layer)

@@ -32,12 +32,13 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     """Stratified (train, val) indices; every class must keep a sample on both sides."""
     classes, counts = np.unique(y, return_counts=True)
     n_val = math.ceil(fraction * len(y))
-    if counts.min() < 2 or n_val < len(classes) or len(y) - n_val < len(classes):
-        worst = classes[np.argmin(counts)]
-        raise ClipprobeError(
-            f"C: auto needs a stratified validation split, but class {worst} has {counts.min()} train "
-            f"sample(s) and {len(classes)} classes must fit in {n_val} validation samples; raise "
-            f"data.limit_per_class or tune.val_fraction, or set C to a number")
+    fix = "raise data.limit_per_class or tune.val_fraction, or set C to a number"
+    if counts.min() < 2:
+        raise ClipprobeError(f"C: auto needs a stratified validation split, but class {classes[np.argmin(counts)]} "
+                             f"has {counts.min()} train sample; {fix}")
+    if n_val < len(classes) or len(y) - n_val < len(classes):
+        raise ClipprobeError(f"C: auto needs a stratified validation split, but {len(classes)} classes do not fit "
+                             f"in {n_val} validation and {len(y) - n_val} training samples; {fix}")
     idx = np.arange(len(y))
     tr, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=y)
     return np.sort(tr), np.sort(val)
@@ -79,6 +80,14 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000) -> Search:
             hi = (lo + hi) / 2
     best = max(curve, key=lambda c: (curve[c], -c))
     return Search(C=best, val_top1=curve[best], curve=dict(sorted(curve.items())))
+
+
+def check_features(info: dict, manifest: dict, where: str) -> None:
+    """Stop unless the features in `where` come from the encoder the probe was trained on."""
+    for key in ("arch", "weights_id", "layer", "embed_dim"):
+        if manifest.get(key) != info.get(key):
+            raise ClipprobeError(f"{where}: features have {key}={manifest.get(key)!r} but the probe was trained "
+                                 f"on {key}={info.get(key)!r}; run `dvc repro` to rebuild both")
 
 
 # ---------------------------------------------------------------- storage without pickle
