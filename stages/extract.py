@@ -1,5 +1,7 @@
 """extract: frozen image-encoder features of every prepared split -> features/<split>/."""
 
+import torch
+
 from clipprobe import datasets, features, models, params
 from clipprobe.stage import FEATURES, PREPARED, run
 
@@ -7,10 +9,15 @@ from clipprobe.stage import FEATURES, PREPARED, run
 def main():
     p = params.load()
     splits = list(datasets.read_info(PREPARED)["splits"])
-    device = models.pick_device(p.extract.device)
+    on_ray = p.extract.engine == "ray"
+    if on_ray:
+        from clipprobe import ray_engine
+        ray_engine.require_ray()
+    device = torch.device(params.ray_device(p.extract)) if on_ray else models.pick_device(p.extract.device)
     dtype = models.pick_precision(p.extract.precision, device)
     encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
-    encoder.visual.to(device)
+    if not on_ray:  # Ray actors load their own copies
+        encoder.visual.to(device)
 
     identity = {"model": p.model.name, "arch": encoder.arch, "weights": p.model.weights,
                 "weights_id": encoder.weights_id, "layer": p.extract.layer}
@@ -18,10 +25,17 @@ def main():
                 "device": device.type, "dtype": str(dtype)}
     fps = {s: features.split_fingerprint(encoder, PREPARED, s, identity, **settings) for s in splits}
     features.forget_other_runs(set(fps.values()))
-    for s in splits:
-        features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], identity=identity, fp=fps[s],
-                               batch_size=p.extract.batch_size, workers=p.extract.workers,
-                               shard_size=p.extract.shard_size, device=device, dtype=dtype)
+    kw = dict(identity=identity, device=device, dtype=dtype)
+    if on_ray:
+        with ray_engine.connected(p.extract.ray.address):
+            for s in splits:
+                ray_engine.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
+                                         model=p.model, extract=p.extract, **kw)
+    else:
+        for s in splits:
+            features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
+                                   batch_size=p.extract.batch_size, workers=p.extract.workers,
+                                   shard_size=p.extract.shard_size, **kw)
     for s in splits:  # only when every split is done, so a killed run never loses finished work
         features.publish(features.SCRATCH / fps[s], FEATURES / s)
 

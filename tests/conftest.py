@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -5,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from PIL import Image
@@ -78,3 +80,17 @@ def make_project(dest: Path, **overrides):
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-qm", "init"], dest, env)
     return dest, env
+
+
+def assert_same_features(a: Path, b: Path):
+    """Two extractions of a split hold the same manifest, shards, ids and row order, and
+    embeddings equal within float tolerance."""
+    ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
+    assert ma == mb
+    for shard in ma["shards"]:
+        ta, tb = pq.read_table(a / shard), pq.read_table(b / shard)
+        assert ta.schema == tb.schema
+        for col in set(ta.column_names) - {"embedding"}:
+            assert ta.column(col).equals(tb.column(col)), col
+        ea, eb = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (ta, tb))
+        np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-5)

@@ -28,6 +28,12 @@ def test_defaults_when_sections_missing():
     ({"extract": {"batch_size": "64"}}, "extract.batch_size"),
     ({"extract": {"device": "tpu"}}, "extract.device"),
     ({"extract": {"precision": "fp8"}}, "extract.precision"),
+    ({"extract": {"engine": "spark"}}, "extract.engine"),
+    ({"extract": {"ray": {"actors": 0}}}, "extract.ray.actors"),
+    ({"extract": {"ray": {"gpus_per_actor": -1}}}, "extract.ray.gpus_per_actor"),
+    ({"extract": {"ray": {"adress": "auto"}}}, "extract.ray.adress"),
+    ({"extract": {"ray": "auto"}}, "extract.ray"),
+    ({"extract": {"engine": "ray", "device": "cuda:1", "ray": {"gpus_per_actor": 1}}}, "extract.device"),
     ({"tune": {"val_fraction": 1.5}}, "tune.val_fraction"),
     ({"train": {"max_iter": 0}}, "train.max_iter"),
     ({"train": {"solver": "liblinear"}}, "train.solver"),
@@ -51,3 +57,11 @@ def test_C_accepts_numbers_and_numeric_strings():
 def test_missing_params_file(tmp_path):
     with pytest.raises(ClipprobeError, match="not found"):
         params.load(tmp_path / "params.yaml")
+
+
+def test_ray_params_nest_under_extract():
+    p = params.parse({"extract": {"engine": "ray", "ray": {"address": "auto", "actors": 4,
+                                                           "gpus_per_actor": 0.5}}})
+    assert (p.extract.ray.address, p.extract.ray.actors, p.extract.ray.gpus_per_actor) == ("auto", 4, 0.5)
+    assert params.ray_device(p.extract) == "cuda"
+    assert params.parse({"extract": {"ray": None}}).extract.ray == params.RayParams()

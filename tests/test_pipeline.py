@@ -1,10 +1,12 @@
 """End to end: the DVC pipeline in a temporary git+DVC copy of the repo."""
 
 import json
+import shutil
 
 import pytest
+import yaml
 
-from conftest import TINY, make_project, run
+from conftest import TINY, assert_same_features, make_project, run
 
 
 @pytest.fixture
@@ -42,3 +44,17 @@ def test_repro_then_C_experiment_reruns_only_the_probe(project):
     assert changed["C"]["new"] == 0.316
     assert changed["top1"]["old"] == acc["top1"] and changed["top1"]["new"] != acc["top1"]
     assert run(["dvc", "status"], dest, env).strip().endswith("Data and pipelines are up to date.")
+
+
+def test_one_param_switches_extract_to_ray_with_the_same_features(project):
+    dest, env = project
+    run(["dvc", "repro", "extract"], dest, env)
+    shutil.copytree(dest / "features", dest.parent / "local")
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["extract"].update(engine="ray", ray={"address": None, "actors": 2, "gpus_per_actor": 0})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "extract"], dest, env)
+    assert "Running stage 'extract'" in out and "Running stage 'prepare'" not in out
+    assert "Started a local Ray instance" in out
+    for split in ("train", "test"):
+        assert_same_features(dest.parent / "local" / split, dest / "features" / split)

@@ -20,6 +20,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LAYERS = ("projection", "pre_projection")
 SOLVERS = ("sklearn", "torch")
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class ModelParams:
 
 
 @dataclass(frozen=True)
+class RayParams:
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0
+
+
+@dataclass(frozen=True)
 class ExtractParams:
     batch_size: int = 100
     device: str = "auto"
@@ -44,6 +52,8 @@ class ExtractParams:
     layer: str = "projection"
     workers: int = 0
     shard_size: int = 10000
+    engine: str = "local"
+    ray: RayParams = RayParams()
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,28 @@ def _check_extract(p: ExtractParams) -> None:
         _fail("extract.precision", p.precision, " | ".join(PRECISIONS))
     if p.layer not in LAYERS:
         _fail("extract.layer", p.layer, " | ".join(LAYERS))
+    if p.engine not in ENGINES:
+        _fail("extract.engine", p.engine, " | ".join(ENGINES))
+    if p.engine == "ray":
+        ray_device(p)
+
+
+def _check_ray(p: RayParams) -> None:
+    if p.address is not None and not isinstance(p.address, str):
+        _fail("extract.ray.address", p.address, "auto, a cluster address, or empty for a local Ray")
+    _int("extract.ray.actors", p.actors, 1)
+    g = p.gpus_per_actor
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < math.inf:
+        _fail("extract.ray.gpus_per_actor", g, "a number >= 0 (fractions share a GPU)")
+
+
+def ray_device(p: ExtractParams) -> str:
+    """The device of Ray actors: Ray hands GPUs to actors, so extract.device can only agree."""
+    device = "cuda" if p.ray.gpus_per_actor > 0 else "cpu"
+    if p.device not in ("auto", device):
+        _fail("extract.device", p.device, f"auto or {device} with extract.engine: ray and "
+              f"extract.ray.gpus_per_actor: {p.ray.gpus_per_actor} (Ray assigns the GPUs)")
+    return device
 
 
 def _device(key, dev):
@@ -146,10 +178,11 @@ def _check_train(p: TrainParams) -> None:
 _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_model),
              "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
              "train": (TrainParams, _check_train)}
+_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
 
 
-def _section(name: str, raw):
-    cls, check = _SECTIONS[name]
+def _section(name: str, raw, table=_SECTIONS):
+    cls, check = table[name]
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         _fail(name, raw, "a mapping of keys")
@@ -158,7 +191,9 @@ def _section(name: str, raw):
     if unknown:
         raise ClipprobeError(f"params.yaml: unknown key {name}.{unknown[0]}; "
                              f"known keys of {name}: {', '.join(sorted(known))}")
-    section = cls(**raw)
+    nested = {k: _section(f"{name}.{k}", v, _SUBSECTIONS) for k, v in raw.items()
+              if f"{name}.{k}" in _SUBSECTIONS}
+    section = cls(**{**raw, **nested})
     check(section)
     return section
 

@@ -65,6 +65,12 @@ def completed_shards(directory: Path, expected: int) -> int:
     return done
 
 
+def missing_shards(directory: Path, expected: int) -> list[int]:
+    """Indices of the shards not yet written: engines that finish shards out of order
+    resume by redoing exactly these."""
+    return [i for i in range(expected) if not (directory / shard_name(i)).is_file()]
+
+
 def read_manifest(directory: Path) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():

@@ -1,0 +1,112 @@
+"""The Ray engine against the local one: same shards, manifest and row order; resume; errors.
+
+A local Ray with 2 CPUs is started once for the module; each extraction starts its actors
+anew (a model load each), which is most of these tests' time.
+"""
+
+import shutil
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import torch
+
+from clipprobe import datasets, features, models, params, ray_engine, store
+from clipprobe.errors import ClipprobeError
+from conftest import TINY, assert_same_features, make_image_folder
+
+CPU, FP32 = torch.device("cpu"), torch.float32
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return models.load_encoder(TINY, "random")
+
+
+def _params(**extract):
+    return params.parse({"model": {"name": TINY, "weights": "random"},
+                         "extract": {"engine": "ray", "batch_size": 32, "shard_size": 50,
+                                     "ray": {"actors": 2}, **extract}})
+
+
+def _local(encoder, prepared, split, scratch, p):
+    return features.extract_split(encoder, prepared, split, scratch, batch_size=p.extract.batch_size,
+                                  workers=0, shard_size=p.extract.shard_size, device=CPU, dtype=FP32,
+                                  identity={"model": TINY}, fp="fp")
+
+
+def _ray(encoder, prepared, split, scratch, p):
+    return ray_engine.extract_split(encoder, prepared, split, scratch, model=p.model, extract=p.extract,
+                                    device=CPU, dtype=FP32, identity={"model": TINY}, fp="fp")
+
+
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory, local_ray, encoder):
+    """Fashion-MNIST (PNG bytes), 120 train rows: 3 shards, batches of 32 that stop at shard ends;
+    extracted by both engines."""
+    tmp = tmp_path_factory.mktemp("fashion")
+    prepared = tmp / "prepared"
+    datasets.prepare(params.DataParams(name="fashion-mnist", root=str(tmp / "raw"), limit_per_class=12),
+                     prepared)
+    p = _params()
+    _local(encoder, prepared, "train", tmp / "local", p)
+    _ray(encoder, prepared, "train", tmp / "ray", p)
+    return prepared, tmp, p
+
+
+def test_ray_engine_writes_the_local_engines_features_from_image_bytes(fashion):
+    prepared, tmp, _ = fashion
+    assert sorted(f.name for f in (tmp / "ray").iterdir()) == [
+        "manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert_same_features(tmp / "local", tmp / "ray")
+    ids = store.read_features(tmp / "ray")[2]
+    assert (ids == datasets.read_split(prepared, "train").column("id").to_numpy()).all()  # prepared order
+
+
+def test_ray_engine_computes_only_the_missing_shards(fashion, encoder, capsys):
+    """A killed run's scratch, here made by the local engine: the Ray engine fills the hole."""
+    prepared, tmp, p = fashion
+    scratch = tmp / "resume"
+    shutil.copytree(tmp / "local", scratch)
+    (scratch / store.MANIFEST).unlink()
+    (scratch / store.shard_name(1)).unlink()
+    before = {i: (scratch / store.shard_name(i)).stat() for i in (0, 2)}
+    capsys.readouterr()
+    _ray(encoder, prepared, "train", scratch, p)
+    assert "train: 50 images" in capsys.readouterr().out
+    for i, st in before.items():
+        now = (scratch / store.shard_name(i)).stat()
+        assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), f"shard {i} was rewritten"
+    assert_same_features(tmp / "local", scratch)
+
+
+def test_ray_engine_reads_image_files_and_names_a_bad_one(tmp_path, local_ray, encoder):
+    root = make_image_folder(tmp_path / "folder", n_train=8)
+    prepared = tmp_path / "prepared"
+    datasets.prepare(params.DataParams(name=str(root)), prepared)
+    p = _params(batch_size=5, shard_size=10)
+    _local(encoder, prepared, "train", tmp_path / "local", p)
+    _ray(encoder, prepared, "train", tmp_path / "ray", p)
+    assert_same_features(tmp_path / "local", tmp_path / "ray")
+    assert pq.read_table(tmp_path / "ray" / store.shard_name(0)).column("path").to_pylist()[0] == "train/cat/000.png"
+
+    (root / "train" / "dog" / "003.png").write_bytes(b"not a png")
+    with pytest.raises(ClipprobeError) as e:
+        _ray(encoder, prepared, "train", tmp_path / "broken", p)
+    assert "dog/003.png: cannot decode image" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "broken" / store.MANIFEST).exists()
+
+
+def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ClipprobeError, match=r"pip install clipprobe\[ray\]") as e:
+        ray_engine.require_ray()
+    assert "\n" not in str(e.value)
