@@ -9,18 +9,18 @@ def main():
     splits = list(datasets.read_info(PREPARED)["splits"])
     device = models.pick_device(p.extract.device)
     dtype = models.pick_precision(p.extract.precision, device)
-    encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
-    encoder.visual.to(device)
+    batch_size, workers = features.loader_settings(p.extract.batch_size, p.extract.workers, device)
+    encoder = models.place(models.load_encoder(p.model.name, p.model.weights, p.extract.layer), device, dtype)
 
     identity = {"model": p.model.name, "arch": encoder.arch, "weights": p.model.weights,
                 "weights_id": encoder.weights_id, "layer": p.extract.layer}
-    settings = {"batch_size": p.extract.batch_size, "shard_size": p.extract.shard_size,
+    settings = {"batch_size": batch_size, "shard_size": p.extract.shard_size,
                 "device": device.type, "dtype": str(dtype)}
     fps = {s: features.split_fingerprint(encoder, PREPARED, s, identity, **settings) for s in splits}
     features.forget_other_runs(set(fps.values()))
     for s in splits:
         features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], identity=identity, fp=fps[s],
-                               batch_size=p.extract.batch_size, workers=p.extract.workers,
+                               batch_size=batch_size, workers=workers,
                                shard_size=p.extract.shard_size, device=device, dtype=dtype)
     for s in splits:  # only when every split is done, so a killed run never loses finished work
         features.publish(features.SCRATCH / fps[s], FEATURES / s)

@@ -293,6 +293,27 @@ def read_split(prepared: Path, split: str) -> pa.Table:
     return pq.read_table(Path(prepared) / f"{split}.parquet")
 
 
+def split_rows(prepared: Path, split: str) -> int:
+    return pq.ParquetFile(Path(prepared) / f"{split}.parquet").metadata.num_rows
+
+
+def iter_split(prepared: Path, split: str, rows: int):
+    """The split's rows as consecutive tables of `rows` rows (the last may be shorter), read
+    as a stream so that memory follows `rows`, not the size of the split."""
+    f = pq.ParquetFile(Path(prepared) / f"{split}.parquet")
+    pending, n = [], 0
+    for batch in f.iter_batches(batch_size=rows):
+        pending.append(batch)
+        n += batch.num_rows
+        while n >= rows:
+            table = pa.Table.from_batches(pending, f.schema_arrow)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, n = rest.to_batches(), rest.num_rows
+    if n:
+        yield pa.Table.from_batches(pending, f.schema_arrow)
+
+
 class SplitImages:
     """A map-style dataset over a prepared split: (transformed image, row index)."""
 
