@@ -322,6 +322,7 @@ class SplitImages:
         self.transform = transform
         self.column = "image" if "image" in table.column_names else "path"
         self.items = table.column(self.column).to_pylist()
+        self.ids = table.column("id").to_pylist() if "id" in table.column_names else range(len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -333,7 +334,7 @@ class SplitImages:
             with Image.open(src) as im:
                 return im.convert("RGB")   # grayscale and palette images become RGB
         except Exception as e:
-            where = self.root / item if self.column == "path" else f"row {i}"
+            where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
             raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
                                  "data.skip_corrupt: true") from None
 
