@@ -141,6 +141,8 @@ def main() -> None:
     ap.add_argument("--batch-size", default="auto", help="clipprobe's (the canonical loop's is 100)")
     ap.add_argument("--workers", default="auto", help="clipprobe's (the canonical loop has none)")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each; the median is printed")
+    ap.add_argument("--only", choices=("canonical", "clipprobe"),
+                    help="time one side only, for process-level A/B tools such as /usr/bin/time")
     ap.add_argument("--probe", action="store_true",
                     help="also fit the linear probe on canonical fp32 and on clipprobe's features")
     args = ap.parse_args()
@@ -150,6 +152,8 @@ def main() -> None:
     canon_dtype = torch.float16 if device.type == "cuda" else torch.float32
     as_int = lambda v: v if v == "auto" else int(v)
     args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
+    if args.probe and args.only:
+        raise ClipprobeError("--probe needs both sides: drop --only")
     if args.probe and canon_dtype != torch.float32:
         raise ClipprobeError("--probe compares against fp32 features: run it with --device cpu")
 
@@ -175,21 +179,30 @@ def main() -> None:
               flush=True)
 
         # warm-up: one full batch through each model (oneDNN and cuBLAS pick kernels per shape)
-        canonical(model, data, min(n, 100), device, canon_dtype)
-        model_only(encoder, args.batch, args.batch, device, dtype)
+        sides = [args.only] if args.only else ["canonical", "clipprobe", "model only"]
+        if "canonical" in sides:
+            canonical(model, data, min(n, 100), device, canon_dtype)
+        if "clipprobe" in sides:
+            model_only(encoder, args.batch, args.batch, device, dtype)
         n_model = args.batch * max(1, min(20, n // args.batch))   # whole batches, enough for a steady rate
-        runs = {"canonical": [], "clipprobe": [], "model only": []}
+        runs = {k: [] for k in sides}
         for r in range(args.repeats):
-            t, x_c = timed(lambda: canonical(model, data, n, device, canon_dtype), device)
-            runs["canonical"].append(t)
-            t, x_f = timed(lambda: clipprobe(encoder, prepared, tmp / f"features{r}", args, device, dtype), device)
-            runs["clipprobe"].append(t)
-            runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype), device)[0])
-        rate = {k: m / statistics.median(runs[k]) for k, m in (("canonical", n), ("clipprobe", n),
-                                                               ("model only", n_model))}
+            if "canonical" in sides:
+                t, x_c = timed(lambda: canonical(model, data, n, device, canon_dtype), device)
+                runs["canonical"].append(t)
+            if "clipprobe" in sides:
+                t, x_f = timed(lambda: clipprobe(encoder, prepared, tmp / f"features{r}", args, device, dtype),
+                               device)
+                runs["clipprobe"].append(t)
+            if "model only" in sides:
+                runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype),
+                                                device)[0])
+        rate = {k: (n_model if k == "model only" else n) / statistics.median(t) for k, t in runs.items()}
         for k, v in rate.items():
             print(f"{k:>11}: {v:9.1f} images/s  (median of {args.repeats}: "
                   f"{', '.join(f'{t:.2f}' for t in runs[k])} s)")
+        if args.only:
+            return
         print(f"      ratio: {rate['clipprobe'] / rate['canonical']:.2f}x clipprobe / canonical "
               f"({rate['clipprobe'] / rate['model only']:.0%} of the model-only rate)")
         cos = np.sum(x_c * x_f, 1) / (np.linalg.norm(x_c, axis=1) * np.linalg.norm(x_f, axis=1))

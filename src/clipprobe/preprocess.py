@@ -42,8 +42,7 @@ class TensorPreprocess:
 
     def __init__(self, resize: T.Resize, crop: T.CenterCrop, normalize: T.Normalize):
         self.resize, self.crop = resize, crop
-        self.mean = torch.tensor(normalize.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(normalize.std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean, self.std = tuple(map(float, normalize.mean)), tuple(map(float, normalize.std))
 
     def enlarges(self, width: int, height: int) -> bool:
         size = self.resize.size
@@ -58,14 +57,16 @@ class TensorPreprocess:
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
 
     def to_device(self, batch, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        mean, std = self.mean.to(device), self.std.to(device)
         parts = []
         for pos, x in batch:
             x = x.to(device, non_blocking=True)
             if tuple(x.shape[-2:]) != tuple(self.crop.size):
                 x = F.resize(x, self.resize.size, interpolation=self.resize.interpolation, antialias=True)
                 x = F.center_crop(x, list(self.crop.size))
-            parts.append((pos, (x.float() / 255 - mean) / std))
+            x = x.float().div_(255)
+            for c, (m, sd) in enumerate(zip(self.mean, self.std)):   # scalars: no host->device copy
+                x[:, c].sub_(m).div_(sd)
+            parts.append((pos, x))
         return _assemble(parts, device, dtype)
 
 
@@ -76,7 +77,7 @@ def _assemble(parts, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     n = sum(len(pos) for pos, _ in parts)
     out = torch.empty((n, *parts[0][1].shape[1:]), device=device, dtype=dtype)
     for pos, x in parts:
-        out[pos.to(device)] = x.to(dtype)
+        out[pos.to(device, non_blocking=True)] = x.to(dtype)
     return out
 
 
