@@ -1,5 +1,7 @@
 """extract: frozen image-encoder features of every prepared split -> features/<split>/."""
 
+import dataclasses
+
 import torch
 
 from clipprobe import datasets, features, models, params
@@ -15,26 +17,28 @@ def main():
         ray_engine.require_ray()
     device = torch.device(params.ray_device(p.extract)) if on_ray else models.pick_device(p.extract.device)
     dtype = models.pick_precision(p.extract.precision, device)
+    batch_size, workers = features.loader_settings(p.extract.batch_size, p.extract.workers, device)
     encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
     if not on_ray:  # Ray actors load their own copies
-        encoder.visual.to(device)
+        models.place(encoder, device, dtype)
 
     identity = {"model": p.model.name, "arch": encoder.arch, "weights": p.model.weights,
                 "weights_id": encoder.weights_id, "layer": p.extract.layer}
-    settings = {"batch_size": p.extract.batch_size, "shard_size": p.extract.shard_size,
+    settings = {"batch_size": batch_size, "shard_size": p.extract.shard_size,
                 "device": device.type, "dtype": str(dtype)}
     fps = {s: features.split_fingerprint(encoder, PREPARED, s, identity, **settings) for s in splits}
     features.forget_other_runs(set(fps.values()))
     kw = dict(identity=identity, device=device, dtype=dtype)
     if on_ray:
+        resolved = dataclasses.replace(p.extract, batch_size=batch_size)
         with ray_engine.connected(p.extract.ray.address):
             for s in splits:
                 ray_engine.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
-                                         model=p.model, extract=p.extract, **kw)
+                                         model=p.model, extract=resolved, **kw)
     else:
         for s in splits:
             features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
-                                   batch_size=p.extract.batch_size, workers=p.extract.workers,
+                                   batch_size=batch_size, workers=workers,
                                    shard_size=p.extract.shard_size, **kw)
     for s in splits:  # only when every split is done, so a killed run never loses finished work
         features.publish(features.SCRATCH / fps[s], FEATURES / s)

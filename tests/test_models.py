@@ -89,6 +89,21 @@ def test_device_and_precision_checks():
     if not torch.cuda.is_available():
         with pytest.raises(ClipprobeError, match="extract.device=cuda:0"):
             models.pick_device("cuda:0")
-    assert models.pick_precision("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ClipprobeError, match="fp16"):
         models.pick_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native_bf16)
+    assert models.pick_precision("auto", torch.device("cpu")) == expected
+    assert models.pick_precision("auto", torch.device("cuda")) == torch.float16
+    assert models.pick_precision("fp32", torch.device("cpu")) == torch.float32
+    assert models.pick_precision("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_place_casts_the_tower_weights():
+    enc = models.place(models.load_encoder(TINY, "random"), torch.device("cpu"), torch.bfloat16)
+    assert {p.dtype for p in enc.visual.parameters()} == {torch.bfloat16}
+    with torch.inference_mode():
+        assert enc.visual(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)).dtype == torch.bfloat16

@@ -329,6 +329,27 @@ def read_split(prepared: Path, split: str) -> pa.Table:
     return pq.read_table(Path(prepared) / f"{split}.parquet")
 
 
+def split_rows(prepared: Path, split: str) -> int:
+    return pq.ParquetFile(Path(prepared) / f"{split}.parquet").metadata.num_rows
+
+
+def iter_split(prepared: Path, split: str, rows: int):
+    """The split's rows as consecutive tables of `rows` rows (the last may be shorter), read
+    as a stream so that memory follows `rows`, not the size of the split."""
+    f = pq.ParquetFile(Path(prepared) / f"{split}.parquet")
+    pending, n = [], 0
+    for batch in f.iter_batches(batch_size=rows):
+        pending.append(batch)
+        n += batch.num_rows
+        while n >= rows:
+            table = pa.Table.from_batches(pending, f.schema_arrow)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, n = rest.to_batches(), rest.num_rows
+    if n:
+        yield pa.Table.from_batches(pending, f.schema_arrow)
+
+
 class SplitImages:
     """A map-style dataset over a prepared split: (transformed image, row index)."""
 
@@ -337,6 +358,7 @@ class SplitImages:
         self.transform = transform
         self.column = "image" if "image" in table.column_names else "path"
         self.items = table.column(self.column).to_pylist()
+        self.ids = table.column("id").to_pylist() if "id" in table.column_names else range(len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -348,7 +370,7 @@ class SplitImages:
             with Image.open(src) as im:
                 return im.convert("RGB")   # grayscale and palette images become RGB
         except Exception as e:
-            where = self.root / item if self.column == "path" else f"row {i}"
+            where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
             raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
                                  "data.skip_corrupt: true") from None
 

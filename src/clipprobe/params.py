@@ -46,11 +46,11 @@ class RayParams:
 
 @dataclass(frozen=True)
 class ExtractParams:
-    batch_size: int = 100
+    batch_size: int | str = "auto"
     device: str = "auto"
     precision: str = "auto"
     layer: str = "projection"
-    workers: int = 0
+    workers: int | str = "auto"
     shard_size: int = 10000
     engine: str = "local"
     ray: RayParams = RayParams()
@@ -111,8 +111,10 @@ def _check_model(p: ModelParams) -> None:
 
 
 def _check_extract(p: ExtractParams) -> None:
-    _int("extract.batch_size", p.batch_size, 1)
-    _int("extract.workers", p.workers, 0)
+    for key, minimum in (("batch_size", 1), ("workers", 0)):
+        v = getattr(p, key)
+        if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
+            _fail(f"extract.{key}", v, f"auto or an integer >= {minimum}")
     _int("extract.shard_size", p.shard_size, 1)
     _device("extract.device", p.device)
     if p.precision not in PRECISIONS:

@@ -22,11 +22,11 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from clipprobe import store
+from clipprobe import preprocess, store
 from clipprobe.datasets import SplitImages, read_split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import build_manifest
-from clipprobe.models import Encoder, load_encoder
+from clipprobe.models import Encoder, load_encoder, place
 from clipprobe.params import ExtractParams, ModelParams
 
 ROW = "row"  # position in the prepared split: results may come back in any order
@@ -68,7 +68,7 @@ class Embedder:
     """A Ray Data actor: the frozen encoder, loaded once, embedding blocks of prepared rows."""
 
     def __init__(self, model: ModelParams, layer: str, root: str, device: str, dtype: torch.dtype,
-                 preprocess: str):
+                 expected_preprocess: str):
         # Errors wait for __call__: Ray reports a failed __init__ only as a dead actor.
         self.error = None
         try:
@@ -76,23 +76,22 @@ class Embedder:
         except ClipprobeError as e:
             self.error = e
             return
-        if repr(encoder.preprocess) != preprocess:  # the fingerprint holds the driver's
+        if repr(encoder.preprocess) != expected_preprocess:  # the fingerprint holds the driver's
             self.error = ClipprobeError("a Ray actor builds another preprocess than the driver; install "
                                         "the same clipprobe and open_clip versions on every node")
             return
         self.device, self.dtype = torch.device(device), dtype
-        self.visual = encoder.visual.to(self.device)
-        self.preprocess = encoder.preprocess
+        self.visual = place(encoder, self.device, dtype).visual   # as the local engine does
+        self.prep = preprocess.for_model(encoder.preprocess)
         self.root = root
 
     def __call__(self, block: pa.Table) -> dict[str, np.ndarray]:
         if self.error:
             raise self.error
-        images = SplitImages(block, self.root, self.preprocess)
-        x = torch.stack([images[i][0] for i in range(len(images))]).to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype,
-                                                    enabled=self.dtype != torch.float32):
-            out = self.visual(x)
+        images = SplitImages(block, self.root, self.prep.host)
+        batch = preprocess.collate_by_shape([images[i] for i in range(len(images))])
+        with torch.inference_mode():
+            out = self.visual(self.prep.to_device(batch, self.device, self.dtype))
         return {ROW: block.column(ROW).to_numpy(), "embedding": out.float().cpu().numpy()}
 
 
@@ -129,7 +128,7 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *
             compute=ray.data.ActorPoolStrategy(size=extract.ray.actors),
             num_gpus=extract.ray.gpus_per_actor,
             fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=info["root"], device=device.type,
-                                       dtype=dtype, preprocess=repr(encoder.preprocess)))
+                                       dtype=dtype, expected_preprocess=repr(encoder.preprocess)))
         ds.context.raise_original_map_exception = True  # an actor's ClipprobeError stays one line
         _write_shards(ds, table, scratch, todo, size, encoder.embed_dim, split)
     manifest = build_manifest(info, split, rows, n_shards, encoder.embed_dim, fp, identity,

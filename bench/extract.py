@@ -1,0 +1,227 @@
+"""Extraction speed: the canonical CLIP loop against clipprobe's extraction, same model, same images.
+
+The canonical loop is the one in OpenAI's CLIP README: a torchvision dataset with the model's PIL
+preprocess as transform, DataLoader(batch_size=100) without workers, encode_image per batch (on
+CUDA with fp16 weights, as OpenAI's clip.load gives them; fp32 on CPU).  clipprobe's side is the
+library's own extract_split on the same images written as a prepared split (PNG bytes in Parquet,
+as `prepare` writes them), Parquet shards included.  The model-only rate (random tensors straight
+into the image tower at clipprobe's batch size and precision) is the ceiling either can approach.
+Model loading and a one-batch warm-up of each model are outside the timings.
+
+    python bench/extract.py                                     # 500 Fashion-MNIST images, ViT-B/32
+    python bench/extract.py --device cuda --images 20000 --data DIR --repeats 2
+    python bench/extract.py --probe --images 2000               # + linear-probe accuracy, fp32 vs fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from clipprobe import features, models, probe, store
+from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES
+from clipprobe.errors import ClipprobeError
+
+
+def fashion_mnist(src: Path | None, root: Path, transform):
+    """torchvision's FashionMNIST (train split) over the IDX .gz files of `src`, unpacked into `root`."""
+    from torchvision.datasets import FashionMNIST
+
+    dirs = [src] if src else list(FASHION_MNIST_DIRS)
+    for d in dirs:
+        if all((d / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
+            raw = root / "FashionMNIST" / "raw"
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in FASHION_MNIST_FILES:
+                with gzip.open(d / f"{f}.gz") as i, open(raw / f, "wb") as o:
+                    shutil.copyfileobj(i, o)
+            return FashionMNIST(str(root), train=True, transform=transform)
+    raise ClipprobeError(f"--data: no Fashion-MNIST IDX .gz files ({', '.join(FASHION_MNIST_FILES)}) "
+                         f"in {', '.join(map(str, dirs))}")
+
+
+def synthetic32(n: int, transform):
+    """Random 32x32 RGB images (CIFAR size), generated per index by torchvision."""
+    from torchvision.datasets import FakeData
+
+    return FakeData(size=n, image_size=(3, 32, 32), num_classes=10, transform=transform)
+
+
+def write_prepared(dataset, n: int, out: Path) -> Path:
+    """The first n images of `dataset` as a prepared split named `bench` (what `prepare` writes)."""
+    transform, dataset.transform = dataset.transform, None
+    images, labels = [], []
+    for i in range(n):
+        image, label = dataset[i]
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        images.append(buf.getvalue())
+        labels.append(int(label))
+    dataset.transform = transform
+    out.mkdir(parents=True)
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64()), "label": pa.array(labels, pa.int64()),
+                             "image": pa.array(images, pa.binary())}), out / "bench.parquet")
+    info = {"dataset": "bench", "root": str(out), "classes": [str(c) for c in range(10)],
+            "splits": {"bench": n}}
+    (out / "info.json").write_text(json.dumps(info))
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def canonical(model, dataset, n: int, device: torch.device, dtype: torch.dtype) -> np.ndarray:
+    """OpenAI's README loop, as written there (but for the dtype cast open_clip leaves to the caller)."""
+    all_features = []
+    with torch.no_grad():
+        for images, labels in DataLoader(Subset(dataset, range(n)), batch_size=100):
+            all_features.append(model.encode_image(images.to(device, dtype)))
+    return torch.cat(all_features).float().cpu().numpy()
+
+
+def clipprobe(encoder, prepared: Path, scratch: Path, args, device, dtype) -> np.ndarray:
+    features.extract_split(encoder, prepared, "bench", scratch, batch_size=args.batch, workers=args.workers_n,
+                           shard_size=10000, device=device, dtype=dtype, identity={}, fp="bench")
+    return store.read_features(scratch)[0]
+
+
+def model_only(encoder, n: int, batch: int, device, dtype) -> None:
+    size = encoder.visual.image_size
+    x = torch.randn(batch, 3, *((size, size) if isinstance(size, int) else size), device=device, dtype=dtype)
+    with torch.inference_mode():
+        for _ in range(-(-n // batch)):
+            encoder.visual(x)
+    sync(device)
+
+
+def timed(fn, device):
+    """(seconds, result) of fn(), device work included."""
+    sync(device)
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def search_C(x: np.ndarray, y: np.ndarray) -> float:
+    """The CLIP-protocol C for the train half (first half of the rows), searched on a stratified 20% of it."""
+    half = len(y) // 2
+    tr, val = probe.validation_split(y[:half], 0.2, 0)
+    return probe.search_C(x[tr], y[tr], x[val], y[val]).C
+
+
+def probe_accuracy(x: np.ndarray, y: np.ndarray, C: float) -> float:
+    """Test top-1 (%) of the probe fitted with C on the first half of the rows, tested on the second."""
+    half = len(y) // 2
+    return float(np.mean(probe.fit(x[:half], y[:half], C).predict(x[half:]) == y[half:]) * 100)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="ViT-B/32")
+    ap.add_argument("--weights", default="random", help="random (default: speed does not depend on them) or a tag/path")
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--data", type=Path, help="folder with Fashion-MNIST IDX .gz files "
+                    "(default: Debian's /usr/share/datasets/fashion-mnist)")
+    ap.add_argument("--synthetic32", action="store_true", help="random 32x32 RGB images instead of Fashion-MNIST")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="clipprobe's: auto | fp32 | fp16 | bf16")
+    ap.add_argument("--batch-size", default="auto", help="clipprobe's (the canonical loop's is 100)")
+    ap.add_argument("--workers", default="auto", help="clipprobe's (the canonical loop has none)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed runs of each; the median is printed")
+    ap.add_argument("--only", choices=("canonical", "clipprobe"),
+                    help="time one side only, for process-level A/B tools such as /usr/bin/time")
+    ap.add_argument("--probe", action="store_true",
+                    help="also fit the linear probe on canonical fp32 and on clipprobe's features")
+    args = ap.parse_args()
+
+    device = models.pick_device(args.device)
+    dtype = models.pick_precision(args.precision, device)
+    canon_dtype = torch.float16 if device.type == "cuda" else torch.float32
+    as_int = lambda v: v if v == "auto" else int(v)
+    args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
+    if args.probe and args.only:
+        raise ClipprobeError("--probe needs both sides: drop --only")
+    if args.probe and canon_dtype != torch.float32:
+        raise ClipprobeError("--probe compares against fp32 features: run it with --device cpu")
+
+    import open_clip
+
+    encoder = models.place(models.load_encoder(args.model, args.weights), device, dtype)
+    torch.manual_seed(models.RANDOM_SEED)   # the same weights as load_encoder's, for random
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        encoder.arch, pretrained=None if args.weights == "random" else args.weights,
+        force_quick_gelu="/" in args.model)
+    model = model.to(device, canon_dtype).eval()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = (synthetic32(args.images, preprocess) if args.synthetic32
+                else fashion_mnist(args.data, tmp / "raw", preprocess))
+        n = min(args.images, len(data))
+        prepared = write_prepared(data, n, tmp / "prepared")
+        what = "synthetic 32x32" if args.synthetic32 else "Fashion-MNIST 28x28"
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+        print(f"{n} {what} images, {args.model} ({args.weights}), {device.type} ({where}); canonical: batch 100, no workers, "
+              f"{str(canon_dtype)[6:]}; clipprobe: batch {args.batch}, {args.workers_n} workers, {str(dtype)[6:]}",
+              flush=True)
+
+        # warm-up: one full batch through each model (oneDNN and cuBLAS pick kernels per shape)
+        sides = [args.only] if args.only else ["canonical", "clipprobe", "model only"]
+        if "canonical" in sides:
+            canonical(model, data, min(n, 100), device, canon_dtype)
+        if "clipprobe" in sides:
+            model_only(encoder, args.batch, args.batch, device, dtype)
+        n_model = args.batch * max(1, min(20, n // args.batch))   # whole batches, enough for a steady rate
+        runs = {k: [] for k in sides}
+        for r in range(args.repeats):
+            if "canonical" in sides:
+                t, x_c = timed(lambda: canonical(model, data, n, device, canon_dtype), device)
+                runs["canonical"].append(t)
+            if "clipprobe" in sides:
+                t, x_f = timed(lambda: clipprobe(encoder, prepared, tmp / f"features{r}", args, device, dtype),
+                               device)
+                runs["clipprobe"].append(t)
+            if "model only" in sides:
+                runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype),
+                                                device)[0])
+        rate = {k: (n_model if k == "model only" else n) / statistics.median(t) for k, t in runs.items()}
+        for k, v in rate.items():
+            print(f"{k:>11}: {v:9.1f} images/s  (median of {args.repeats}: "
+                  f"{', '.join(f'{t:.2f}' for t in runs[k])} s)")
+        if args.only:
+            return
+        print(f"      ratio: {rate['clipprobe'] / rate['canonical']:.2f}x clipprobe / canonical "
+              f"({rate['clipprobe'] / rate['model only']:.0%} of the model-only rate)")
+        cos = np.sum(x_c * x_f, 1) / (np.linalg.norm(x_c, axis=1) * np.linalg.norm(x_f, axis=1))
+        print(f"feature cosine clipprobe vs canonical: min {cos.min():.6f}, mean {cos.mean():.6f}")
+        if args.probe:
+            y = pq.read_table(prepared / "bench.parquet", columns=["label"]).column("label").to_numpy()
+            C_c, C_f = search_C(x_c, y), search_C(x_f, y)
+            a_c, a_same, a_own = probe_accuracy(x_c, y, C_c), probe_accuracy(x_f, y, C_c), probe_accuracy(x_f, y, C_f)
+            print(f"linear probe, test top-1 on {n - n // 2} images: canonical fp32 {a_c:.2f}% (C={C_c:.3g}); "
+                  f"clipprobe {str(dtype)[6:]} with the same C {a_same:.2f}% ({a_same - a_c:+.2f} points), "
+                  f"with its own C search {a_own:.2f}% (C={C_f:.3g}, {a_own - a_c:+.2f} points)")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ClipprobeError as e:
+        sys.exit(f"error: {e}")
