@@ -167,3 +167,30 @@ def test_torch_solver_names_a_missing_gpu():
         pytest.skip("a GPU is present")
     with pytest.raises(ClipprobeError, match="train.device=cuda:0"):
         torch_solver.device_for("cuda:0")
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 1e4])
+def test_torch_solver_on_one_problem_from_a_warm_start_minimises_scikit_learns_objective(C):
+    """The search's path: float32 features centred and eigendecomposed once (`Problem`), fits
+    warm-started from another C.  Converged, both reach one minimiser: coefficients within 1e-4."""
+    from clipprobe import torch_solver
+
+    x, y = _blobs(80, 6, dim=20, classes=4)
+    x = x + 5.0  # off-centre and badly conditioned, as CLIP features are
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=20000).fit(x.astype(np.float64), y)
+    problem = torch_solver.Problem(x, y, device="cpu")
+    start = torch_solver.fit(problem, None, C / 10, max_iter=5000)
+    ours = torch_solver.fit(problem, None, C, max_iter=5000, start=start, tol=1e-10)
+    assert np.array_equal(ours.classes_, ref.classes_)
+    assert np.abs(ours.coef_ - ref.coef_).max() < 1e-4 * max(1.0, np.abs(ref.coef_).max())
+    assert np.abs(ours.intercept_ - ref.intercept_).max() < 1e-4 * max(1.0, np.abs(ref.intercept_).max())
+
+
+def test_search_with_the_torch_solver_scores_each_C_as_converged_scikit_learn_fits():
+    x, y = _blobs(60, 7)
+    tr, val = probe.validation_split(y, 0.3, 0)
+    s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=5000, solver="torch", device="cpu")
+    assert s.n_fits == len(s.fits) and s.probe.C == s.C
+    for c, acc, _ in s.fits:
+        ref = LogisticRegression(C=c, tol=1e-10, max_iter=20000).fit(x[tr].astype(np.float64), y[tr])
+        assert np.mean(ref.predict(x[val]) == y[val]) * 100 == pytest.approx(acc, abs=100 / len(val) + 1e-9)

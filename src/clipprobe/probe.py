@@ -27,7 +27,8 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
 
     `start` is a fitted probe on the same classes whose coefficients start L-BFGS (a warm start:
     the same objective and stopping rule, fewer iterations when `start` is near the optimum).
-    `solver="torch"` minimises the same objective with torch's L-BFGS on `device`.
+    `solver="torch"` minimises the same objective with torch's preconditioned L-BFGS on `device`;
+    `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # n_iter_ == max_iter records it
@@ -92,6 +93,9 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
     """
     probes: dict[float, LogisticRegression] = {}
     fits: list[tuple[float, float, int]] = []
+    if solver == "torch":  # centre and eigendecompose the features once for every C
+        from clipprobe import torch_solver
+        x_tr, y_tr = torch_solver.Problem(x_tr, y_tr, device), None
 
     def score(C: float) -> float:
         if C not in probes:
