@@ -35,10 +35,15 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
         if solver == "torch":
             from clipprobe import torch_solver  # torch takes seconds to import: only when asked for
             return torch_solver.fit(x, y, C, max_iter, start=start, device=device)
+        # Centred features: with an unpenalised intercept an exact reparametrisation (b' = b + mean @ W.T)
+        # that only improves the conditioning L-BFGS sees; the intercept is mapped back below.
+        mean = x.mean(axis=0, dtype=np.float64)
         clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=start is not None)
         if start is not None:
-            clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_.copy()
-        return clf.fit(x, y).set_params(warm_start=False)
+            clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_ + start.coef_ @ mean
+        clf.fit((x - mean).astype(x.dtype, copy=False), y)
+        clf.intercept_ = clf.intercept_ - clf.coef_ @ mean
+        return clf.set_params(warm_start=False)
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
