@@ -3,6 +3,8 @@
     python bench/probe.py                      # small set, both protocols once, then the time ratio
     python bench/probe.py --runs 3             # each protocol 3 times, alternating; medians
     python bench/probe.py --set large --solver torch
+    python bench/probe.py --solver torch --converged-peer   # + the peer's loop on converged fits
+    python bench/probe.py --sweep              # converged val/test top-1 over C = 1..1000
 
 The peer is CoOp's lpclip (the loop most CLIP linear-probe numbers come from): scikit-learn
 `LogisticRegression(solver="lbfgs", max_iter=1000)` fitted from scratch for each C of the grid
@@ -31,10 +33,14 @@ def _top1(clf, x, y) -> float:
     return float(np.mean(clf.predict(x) == y) * 100)
 
 
-def peer(x_tr, y_tr, x_val, y_val, x_all, y_all):
-    """CoOp lpclip's search, as written there (no fit reused), and its refit."""
-    def fit(c):
-        return LogisticRegression(solver="lbfgs", max_iter=1000, C=c).fit(x_tr, y_tr)
+def peer(x_tr, y_tr, x_val, y_val, x_all, y_all, converged=False):
+    """CoOp lpclip's search, as written there (no fit reused), and its refit.  `converged`: the
+    same loop with every fit (cold) run to the optimum by clipprobe's torch solver instead, to
+    tell what the protocol picks from what scikit-learn's fits stopped at max_iter pick."""
+    def fit(c, x=x_tr, y=y_tr):
+        if converged:
+            return probe.fit(x, y, c, 5000, solver="torch", device="cpu")
+        return LogisticRegression(solver="lbfgs", max_iter=1000, C=c).fit(x, y)
 
     grid = [1e6, 1e4, 1e2, 1, 1e-2, 1e-4, 1e-6]
     accs = [_top1(fit(c), x_val, y_val) for c in grid]
@@ -48,7 +54,7 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all):
         else:
             c_final, acc_final = c_left, acc_left
             c_left, c_right = c_left, 10 ** (0.5 * (np.log10(c_right) + np.log10(c_left)))
-    clf = LogisticRegression(solver="lbfgs", max_iter=1000, C=c_final).fit(x_all, y_all)
+    clf = fit(c_final, x_all, y_all)
     return clf, c_final, acc_final, len(grid) + 2 * 8 + 1
 
 
@@ -58,12 +64,29 @@ def clipprobe(x_tr, y_tr, x_val, y_val, x_all, y_all, solver="sklearn"):
     return clf, s.C, s.val_top1, s.n_fits + 1
 
 
+def sweep(x_tr, y_tr, x_val, y_val, x_all, y_all, x_te, y_te):
+    """Converged fits (torch solver) at log10(C) = 0, 1/8, ..., 3: validation top-1 of the fit on
+    train, test top-1 of the refit on train+val; how much the curve the searches climb is noise."""
+    from clipprobe import torch_solver
+    print(f"{'C':>10}{'val top-1':>11}{'test top-1 (refit)':>20}")
+    p_tr, p_all = torch_solver.Problem(x_tr, y_tr, "cpu"), torch_solver.Problem(x_all, y_all, "cpu")
+    clf_tr = clf_all = None
+    for k in range(25):
+        c = 10 ** (k / 8)
+        clf_tr = torch_solver.fit(p_tr, None, c, 5000, start=clf_tr)
+        clf_all = torch_solver.fit(p_all, None, c, 5000, start=clf_all)
+        print(f"{c:>10.4g}{_top1(clf_tr, x_val, y_val):>11.2f}{_top1(clf_all, x_te, y_te):>20.2f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=("small", "large"), default="small")
     ap.add_argument("--runs", type=int, default=1, help="runs of each protocol, alternating; medians")
     ap.add_argument("--only", choices=("peer", "clipprobe"), help="run one protocol (to time it alone)")
     ap.add_argument("--solver", choices=("sklearn", "torch"), default="sklearn", help="clipprobe's solver")
+    ap.add_argument("--converged-peer", action="store_true",
+                    help="also run the peer's loop with converged fits (torch solver, cold, max_iter 5000)")
+    ap.add_argument("--sweep", action="store_true", help="only print converged val/test top-1 for C = 1..1000")
     a = ap.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)  # both protocols stop at max_iter alike
 
@@ -72,8 +95,12 @@ def main():
     data = (x_all[tr], y_all[tr], x_all[val], y_all[val], x_all, y_all)
     print(f"{a.set} set: {len(tr)} train / {len(val)} val (refit on all {len(y_all)}) / {len(y_te)} test, "
           f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes")
+    if a.sweep:
+        return sweep(*data, x_te, y_te)
     protocols = {"peer (lpclip)": lambda: peer(*data),
                  f"clipprobe ({a.solver})": lambda: clipprobe(*data, solver=a.solver)}
+    if a.converged_peer:
+        protocols["peer, converged fits"] = lambda: peer(*data, converged=True)
     if a.only:
         protocols = {k: v for k, v in protocols.items() if k.startswith(a.only)}
     walls = {name: [] for name in protocols}
@@ -87,8 +114,8 @@ def main():
                   f"{walls[name][-1]:>9.2f}", flush=True)
     medians = {name: statistics.median(w) for name, w in walls.items()}
     print("median wall s: " + ", ".join(f"{n} {m:.2f}" for n, m in medians.items()))
-    if len(medians) == 2:
-        (_, slow), (_, fast) = medians.items()
+    if a.only is None:
+        slow, fast = medians["peer (lpclip)"], medians[f"clipprobe ({a.solver})"]
         print(f"time ratio peer / clipprobe: {slow / fast:.1f}x")
 
 

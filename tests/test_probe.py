@@ -167,3 +167,45 @@ def test_torch_solver_names_a_missing_gpu():
         pytest.skip("a GPU is present")
     with pytest.raises(ClipprobeError, match="train.device=cuda:0"):
         torch_solver.device_for("cuda:0")
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 1e4])
+def test_torch_solver_on_one_problem_from_a_warm_start_minimises_scikit_learns_objective(C):
+    """The search's path: float32 features centred and eigendecomposed once (`Problem`), fits
+    warm-started from another C.  Converged, both reach one minimiser: coefficients within 1e-4."""
+    from clipprobe import torch_solver
+
+    x, y = _blobs(80, 6, dim=20, classes=4)
+    x = x + 5.0  # off-centre and badly conditioned, as CLIP features are
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=20000).fit(x.astype(np.float64), y)
+    problem = torch_solver.Problem(x, y, device="cpu")
+    start = torch_solver.fit(problem, None, C / 10, max_iter=5000)
+    ours = torch_solver.fit(problem, None, C, max_iter=5000, start=start, tol=1e-10)
+    assert np.array_equal(ours.classes_, ref.classes_)
+    assert np.abs(ours.coef_ - ref.coef_).max() < 1e-4 * max(1.0, np.abs(ref.coef_).max())
+    assert np.abs(ours.intercept_ - ref.intercept_).max() < 1e-4 * max(1.0, np.abs(ref.intercept_).max())
+
+
+def test_search_with_the_torch_solver_scores_each_C_as_converged_scikit_learn_fits():
+    x, y = _blobs(60, 7)
+    tr, val = probe.validation_split(y, 0.3, 0)
+    s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=5000, solver="torch", device="cpu")
+    assert s.n_fits == len(s.fits) and s.probe.C == s.C
+    for c, acc, _ in s.fits:
+        ref = LogisticRegression(C=c, tol=1e-10, max_iter=20000).fit(x[tr].astype(np.float64), y[tr])
+        assert np.mean(ref.predict(x[val]) == y[val]) * 100 == pytest.approx(acc, abs=100 / len(val) + 1e-9)
+
+
+def test_sklearn_fit_on_centred_features_is_scikit_learns_fit_on_the_features():
+    """probe.fit centres the features and maps the intercept back: on off-centre features it
+    reaches scikit-learn's own (converged) optimum: coefficients and intercepts within 1% of
+    their scale, the same predictions, and the intercepts sum to 0 as scikit-learn's do."""
+    x, y = _blobs(100, 8, dim=15, classes=3)
+    x = x + 20.0
+    ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=20000).fit(x.astype(np.float64), y)
+    ours = probe.fit(x, y, 0.5, 1000)
+    scale = np.abs(ref.coef_).max()
+    assert np.abs(ours.coef_ - ref.coef_).max() < 0.01 * scale
+    assert np.abs(ours.intercept_ - ref.intercept_).max() < 0.01 * np.abs(ref.intercept_).max()
+    assert np.array_equal(ours.predict(x), ref.predict(x))
+    assert abs(ours.intercept_.sum()) < 1e-6 * np.abs(ours.intercept_).max()

@@ -27,17 +27,23 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
 
     `start` is a fitted probe on the same classes whose coefficients start L-BFGS (a warm start:
     the same objective and stopping rule, fewer iterations when `start` is near the optimum).
-    `solver="torch"` minimises the same objective with torch's L-BFGS on `device`.
+    `solver="torch"` minimises the same objective with torch's preconditioned L-BFGS on `device`;
+    `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # n_iter_ == max_iter records it
         if solver == "torch":
             from clipprobe import torch_solver  # torch takes seconds to import: only when asked for
             return torch_solver.fit(x, y, C, max_iter, start=start, device=device)
+        # Centred features: with an unpenalised intercept an exact reparametrisation (b' = b + mean @ W.T)
+        # that only improves the conditioning L-BFGS sees; the intercept is mapped back below.
+        mean = x.mean(axis=0, dtype=np.float64)
         clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=start is not None)
         if start is not None:
-            clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_.copy()
-        return clf.fit(x, y).set_params(warm_start=False)
+            clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_ + start.coef_ @ mean
+        clf.fit((x - mean).astype(x.dtype, copy=False), y)
+        clf.intercept_ = clf.intercept_ - clf.coef_ @ mean
+        return clf.set_params(warm_start=False)
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +98,9 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
     """
     probes: dict[float, LogisticRegression] = {}
     fits: list[tuple[float, float, int]] = []
+    if solver == "torch":  # centre and eigendecompose the features once for every C
+        from clipprobe import torch_solver
+        x_tr, y_tr = torch_solver.Problem(x_tr, y_tr, device), None
 
     def score(C: float) -> float:
         if C not in probes:
