@@ -119,17 +119,38 @@ def timed(fn, device):
     return time.perf_counter() - start, out
 
 
+# Probes here are fitted to the optimum (the torch solver, no iteration cap) so the comparison
+# measures the features: fits cut off at 1000 iterations amplify tiny feature differences.
+PROBE = dict(max_iter=100_000, solver="torch", device="cpu")
+
+
 def search_C(x: np.ndarray, y: np.ndarray) -> float:
     """The CLIP-protocol C for the train half (first half of the rows), searched on a stratified 20% of it."""
     half = len(y) // 2
     tr, val = probe.validation_split(y[:half], 0.2, 0)
-    return probe.search_C(x[tr], y[tr], x[val], y[val]).C
+    return probe.search_C(x[tr], y[tr], x[val], y[val], **PROBE).C
 
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, C: float) -> float:
     """Test top-1 (%) of the probe fitted with C on the first half of the rows, tested on the second."""
     half = len(y) // 2
-    return float(np.mean(probe.fit(x[:half], y[:half], C).predict(x[half:]) == y[half:]) * 100)
+    return float(np.mean(probe.fit(x[:half], y[:half], C, **PROBE).predict(x[half:]) == y[half:]) * 100)
+
+
+def ray_vs_local(encoder, prepared: Path, tmp: Path, args, device, dtype, n: int) -> None:
+    """The Ray engine's images/s per actor count next to the local engine's, same images."""
+    from ray_scaling import scaling   # bench/ is on sys.path when this runs as a script
+
+    if device.type != "cpu":
+        raise ClipprobeError("--engine ray measures CPU actors here: run it with --device cpu")
+    start = time.perf_counter()
+    clipprobe(encoder, prepared, tmp / "local", args, device, dtype)
+    local = n / (time.perf_counter() - start)
+    print(f"      local: {local:9.1f} images/s")
+    for row in scaling([int(a) for a in args.actors.split(",")], prepared, "bench", model=args.model,
+                       weights=args.weights, batch_size=args.batch):
+        print(f"ray {row['actors']} actor{'s' if row['actors'] > 1 else ' '}: {row['images_per_s']:9.1f} images/s "
+              f"({row['images_per_s'] / local:.2f}x local; includes starting actors and loading their models)")
 
 
 def main() -> None:
@@ -147,6 +168,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="timed runs of each; the median is printed")
     ap.add_argument("--only", choices=("canonical", "clipprobe"),
                     help="time one side only, for process-level A/B tools such as /usr/bin/time")
+    ap.add_argument("--engine", choices=("local", "ray"), default="local",
+                    help="ray: the Ray engine per --actors count against the local engine (CPU)")
+    ap.add_argument("--actors", default="1,2", help="with --engine ray: comma-separated actor counts")
     ap.add_argument("--probe", action="store_true",
                     help="also fit the linear probe on canonical fp32 and on clipprobe's features")
     args = ap.parse_args()
@@ -181,6 +205,10 @@ def main() -> None:
         print(f"{n} {what} images, {args.model} ({args.weights}), {device.type} ({where}); canonical: batch 100, no workers, "
               f"{str(canon_dtype)[6:]}; clipprobe: batch {args.batch}, {args.workers_n} workers, {str(dtype)[6:]}",
               flush=True)
+
+        if args.engine == "ray":
+            ray_vs_local(encoder, prepared, tmp, args, device, dtype, n)
+            return
 
         # warm-up: one full batch through each model (oneDNN and cuBLAS pick kernels per shape)
         sides = [args.only] if args.only else ["canonical", "clipprobe", "model only"]
