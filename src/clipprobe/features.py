@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -77,7 +78,7 @@ def split_fingerprint(encoder: Encoder, prepared: Path, split: str, identity: di
     images live, the encoder's identity and preprocess (and how it is split between loader
     and device), and the extraction settings."""
     table = prepared / f"{split}.parquet"
-    path_based = "path" in read_split(prepared, split).column_names
+    path_based = "path" in pq.read_schema(table).names
     root = json.loads((prepared / "info.json").read_text())["root"] if path_based else None
     return fingerprint(split=split, data=file_digest(table), root=root,
                        preprocess=repr(encoder.preprocess),
