@@ -23,17 +23,9 @@ from tqdm import tqdm
 
 from clipprobe import __version__, preprocess, store
 from clipprobe.datasets import SplitImages, iter_split, split_rows
-from clipprobe.models import Encoder
+from clipprobe.models import Encoder, file_sha256
 
 SCRATCH = Path(".cache/clipprobe/extract")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(**parts) -> str:
@@ -80,7 +72,7 @@ def split_fingerprint(encoder: Encoder, prepared: Path, split: str, identity: di
     table = prepared / f"{split}.parquet"
     path_based = "path" in pq.read_schema(table).names
     root = json.loads((prepared / "info.json").read_text())["root"] if path_based else None
-    return fingerprint(split=split, data=file_digest(table), root=root,
+    return fingerprint(split=split, data=file_sha256(table), root=root,
                        preprocess=repr(encoder.preprocess),
                        preprocess_split=type(preprocess.for_model(encoder.preprocess)).__name__,
                        **identity, **settings)
