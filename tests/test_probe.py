@@ -166,7 +166,7 @@ def test_torch_solver_names_a_missing_gpu():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ClipprobeError, match="train.device=cuda:0"):
-        torch_solver.device_for("cuda:0")
+        torch_solver.Problem(*_blobs(5, 0), device="cuda:0")
 
 
 @pytest.mark.parametrize("C", [0.01, 1.0, 1e4])

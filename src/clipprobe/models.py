@@ -212,13 +212,14 @@ def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
     return Encoder(visual=visual, preprocess=preprocess, arch=arch, weights_id=weights_id, embed_dim=int(dim))
 
 
-def pick_device(device: str) -> torch.device:
+def pick_device(device: str, param: str = "extract.device") -> torch.device:
+    """`auto` is the GPU where there is one; a CUDA device that is not here names `param`."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         index = int(device.split(":")[1]) if ":" in device else 0
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ClipprobeError(f"extract.device={device}: no such CUDA device here "
+            raise ClipprobeError(f"{param}={device}: no such CUDA device here "
                                  f"({torch.cuda.device_count()} visible); use auto or cpu")
     return torch.device(device)
 

@@ -25,20 +25,10 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe.errors import ClipprobeError
+from clipprobe.models import pick_device
 
 TOL = 1e-5  # max |gradient| in the preconditioned coordinates; see the module docstring
 CURVATURE = 0.05  # the guessed softmax curvature per sample in the preconditioner (measured: 0.01-0.25 all work)
-
-
-def device_for(name: str) -> torch.device:
-    """`auto` is the GPU where there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and torch.cuda.device_count() <= (int(name[5:]) if name[5:] else 0):
-        raise ClipprobeError(f"train.device={name}: no such CUDA device here "
-                             f"({torch.cuda.device_count()} visible); use auto or cpu")
-    return torch.device(name)
 
 
 class Problem:
@@ -46,7 +36,7 @@ class Problem:
     into the eigenbasis of their Gram matrix once."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, device: str = "auto"):
-        self.device = device_for(device)
+        self.device = pick_device(device, param="train.device")
         self.classes, target = np.unique(y, return_inverse=True)
         self.n, self.d = x.shape
         self.dtype = torch.float64  # float32 losses stop L-BFGS (loss change < 64 eps) before the optimum
