@@ -25,7 +25,7 @@ from tqdm import tqdm
 from clipprobe import preprocess, store
 from clipprobe.datasets import SplitImages, read_split
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import build_manifest
+from clipprobe.features import build_manifest, encode_batches
 from clipprobe.models import Encoder, load_encoder, place
 from clipprobe.params import ExtractParams, ModelParams
 
@@ -81,7 +81,7 @@ class Embedder:
                                         "the same clipprobe and open_clip versions on every node")
             return
         self.device, self.dtype = torch.device(device), dtype
-        self.visual = place(encoder, self.device, dtype).visual   # as the local engine does
+        self.encoder = place(encoder, self.device, dtype)   # as the local engine does
         self.prep = preprocess.for_model(encoder.preprocess)
         self.root = root
 
@@ -90,9 +90,8 @@ class Embedder:
             raise self.error
         images = SplitImages(block, self.root, self.prep.host)
         batch = preprocess.collate_by_shape([images[i] for i in range(len(images))])
-        with torch.inference_mode():
-            out = self.visual(self.prep.to_device(batch, self.device, self.dtype))
-        return {ROW: block.column(ROW).to_numpy(), "embedding": out.float().cpu().numpy()}
+        emb = encode_batches(self.encoder, [batch], self.prep, self.device, self.dtype)
+        return {ROW: block.column(ROW).to_numpy(), "embedding": emb}
 
 
 def _blocks(table: pa.Table, shards: list[int], shard_size: int, batch_size: int) -> list[pa.Table]:
