@@ -16,10 +16,8 @@ Model loading and a one-batch warm-up of each model are outside the timings.
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -33,25 +31,19 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from clipprobe import features, models, probe, store
-from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES
+from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES, stage_fashion_mnist
 from clipprobe.errors import ClipprobeError
 
 
 def fashion_mnist(src: Path | None, root: Path, transform):
-    """torchvision's FashionMNIST (train split) over the IDX .gz files of `src`, unpacked into `root`."""
+    """torchvision's FashionMNIST (train split) over the IDX files of `src`, unpacked into `root`."""
     from torchvision.datasets import FashionMNIST
 
     dirs = [src] if src else list(FASHION_MNIST_DIRS)
-    for d in dirs:
-        if all((d / f"{f}.gz").is_file() for f in FASHION_MNIST_FILES):
-            raw = root / "FashionMNIST" / "raw"
-            raw.mkdir(parents=True, exist_ok=True)
-            for f in FASHION_MNIST_FILES:
-                with gzip.open(d / f"{f}.gz") as i, open(raw / f, "wb") as o:
-                    shutil.copyfileobj(i, o)
-            return FashionMNIST(str(root), train=True, transform=transform)
-    raise ClipprobeError(f"--data: no Fashion-MNIST IDX .gz files ({', '.join(FASHION_MNIST_FILES)}) "
-                         f"in {', '.join(map(str, dirs))}")
+    if not stage_fashion_mnist(root, dirs):
+        raise ClipprobeError(f"--data: no Fashion-MNIST IDX files ({', '.join(FASHION_MNIST_FILES)}, "
+                             f"or .gz) in {', '.join(map(str, dirs))}")
+    return FashionMNIST(str(root), train=True, transform=transform)
 
 
 def synthetic32(n: int, transform):

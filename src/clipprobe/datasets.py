@@ -45,16 +45,17 @@ class Split:
 
 # ---------------------------------------------------------------- torchvision sources
 
-def _stage_fashion_mnist(root: Path) -> None:
-    """Unpack local Fashion-MNIST IDX files where torchvision looks, so nothing is downloaded.
+def stage_fashion_mnist(root: Path, sources=FASHION_MNIST_DIRS) -> bool:
+    """Unpack local Fashion-MNIST IDX files (from `root` or `sources`) where torchvision looks,
+    so nothing is downloaded; False if no complete set was found.
 
     Debian re-compresses the files, so torchvision's md5 check of the .gz would fail:
     we hand it the unpacked files, which it takes as they are.
     """
     raw = root / "FashionMNIST" / "raw"
     if all((raw / f).is_file() for f in FASHION_MNIST_FILES):
-        return
-    for d in (root, root / "FashionMNIST" / "raw", *FASHION_MNIST_DIRS):
+        return True
+    for d in (root, raw, *map(Path, sources)):
         found = {}
         for f in FASHION_MNIST_FILES:
             for cand in (d / f, d / f"{f}.gz"):
@@ -69,7 +70,8 @@ def _stage_fashion_mnist(root: Path) -> None:
                 with (gzip.open(src) if src.suffix == ".gz" else open(src, "rb")) as i, open(tmp, "wb") as o:
                     shutil.copyfileobj(i, o)
                 os.replace(tmp, raw / f)
-            return
+            return True
+    return False
 
 
 def safe_extract_tar(from_path, to_path, compression=None) -> None:
@@ -115,7 +117,7 @@ def _torchvision(name: str, root: Path, split: str):
     if name == "mnist":
         return tv.MNIST(train=split == "train", **kw)
     if name == "fashion-mnist":
-        _stage_fashion_mnist(root)
+        stage_fashion_mnist(root)
         return tv.FashionMNIST(train=split == "train", **kw)
     if name == "stl10":
         return tv.STL10(split=split, **kw)
