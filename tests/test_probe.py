@@ -17,9 +17,11 @@ def _blobs(n_per_class, seed, noise=3.0, dim=20, classes=4):
 
 
 class FakeFit:
-    """Validation accuracy a known peaked function of log10(C); remembers its warm start."""
+    """Validation accuracy a known peaked function of log10(C); remembers its warm start.
+    Its coefficients are log10(C), so an interpolated start's show where it was aimed."""
     def __init__(self, C, peak, start):
         self.C, self.peak, self.start, self.n_iter_ = C, peak, start, np.array([1])
+        self.coef_, self.intercept_, self.classes_ = np.full((1, 1), math.log10(C)), np.zeros(1), np.arange(2)
 
     def predict(self, x):
         acc = max(0.0, 1 - 0.1 * abs(math.log10(self.C) - self.peak))
@@ -48,9 +50,12 @@ def test_search_follows_clip_protocol_and_finds_known_optimum(monkeypatch):
     assert s.n_fits == len(fitted) == 6 + 2 + 7 - 1   # coarse grid, then 2 per step minus reused points
     assert s.val_top1 == max(s.curve.values()) and s.probe.C == s.C
     assert fitted[0].start is None
-    for f in fitted[1:]:  # each fit starts from the fitted C nearest in log10(C)
-        before = [g.C for g in fitted[:fitted.index(f)]]
-        assert f.start.C == min(before, key=lambda c: abs(math.log10(c / f.C)))
+    for i, f in enumerate(fitted[1:], 1):
+        before = [g.C for g in fitted[:i]]
+        if min(before) < f.C < max(before):  # between fitted Cs: interpolated in log10(C)
+            assert f.start.coef_[0, 0] == pytest.approx(math.log10(f.C)) and f.start.C == f.C
+        else:  # the coarse grid going up: the fitted C nearest in log10(C)
+            assert f.start is fitted[i - 1] and f.C > max(before)
 
 
 def test_search_with_peak_at_the_top_fits_the_whole_grid(monkeypatch):

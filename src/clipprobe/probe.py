@@ -86,6 +86,23 @@ def _peaked(accs: list[float]) -> bool:
     return len(accs) >= 3 and max(accs[-2:]) < max(accs[:-2])
 
 
+def _start(probes: dict[float, LogisticRegression], C: float) -> LogisticRegression | None:
+    """A warm start for C: between two fitted Cs the coefficients interpolated linearly in
+    log10(C) (the bisection's case: its steps halve, so the guess sharpens as they do);
+    outside them the nearest fitted probe."""
+    below = [c for c in probes if c < C]
+    above = [c for c in probes if c > C]
+    if not below or not above:
+        return probes[min(probes, key=lambda c: abs(math.log10(c / C)))] if probes else None
+    lo, hi = probes[max(below)], probes[min(above)]
+    t = math.log(C / lo.C) / math.log(hi.C / lo.C)
+    start = LogisticRegression(C=C)
+    start.coef_ = (1 - t) * lo.coef_ + t * hi.coef_
+    start.intercept_ = (1 - t) * lo.intercept_ + t * hi.intercept_
+    start.classes_ = lo.classes_
+    return start
+
+
 def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "sklearn",
              device: str = "auto") -> Search:
     """The CLIP paper's search: coarse grid, then 8 bisection steps of log10(C) around the best.
@@ -104,8 +121,7 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
 
     def score(C: float) -> float:
         if C not in probes:
-            near = min(probes, key=lambda c: abs(math.log10(c / C)), default=None)
-            clf = fit(x_tr, y_tr, C, max_iter, solver, start=probes.get(near), device=device)
+            clf = fit(x_tr, y_tr, C, max_iter, solver, start=_start(probes, C), device=device)
             probes[C] = clf
             fits.append((C, float(np.mean(clf.predict(x_val) == y_val) * 100), int(np.max(clf.n_iter_))))
         return next(acc for c, acc, _ in fits if c == C)
