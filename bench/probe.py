@@ -2,8 +2,9 @@
 
     python bench/probe.py                      # small set, both protocols once, then the time ratio
     python bench/probe.py --runs 3             # each protocol 3 times, alternating; medians
-    python bench/probe.py --set large --solver torch
-    python bench/probe.py --solver torch --converged-peer   # + the peer's loop on converged fits
+    python bench/probe.py --set large          # 48,000 train / 12,000 val / 10,000 test
+    python bench/probe.py --solver sklearn     # clipprobe's search with scikit-learn's own L-BFGS
+    python bench/probe.py --converged-peer     # + the peer's loop on converged fits
     python bench/probe.py --sweep              # converged val/test top-1 over C = 1..1000
 
 The peer is CoOp's lpclip (the loop most CLIP linear-probe numbers come from): scikit-learn
@@ -12,6 +13,8 @@ The peer is CoOp's lpclip (the loop most CLIP linear-probe numbers come from): s
 step's winner, then a refit on train+val: 24 cold fits.  clipprobe runs its library code, what
 the tune and train stages call: `probe.search_C`, then `probe.fit` on train+val warm-started
 from the search.  Both see the same features, validation split (20%, seed 0) and test set.
+Last, the targets' figures: the time ratio, the test top-1 difference, and the validation top-1
+at each protocol's C (and clipprobe's solver's at the peer's C: whether the search missed a better C).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 import features
 from clipprobe import probe
+from clipprobe.params import TrainParams
 
 
 def _top1(clf, x, y) -> float:
@@ -80,10 +85,11 @@ def sweep(x_tr, y_tr, x_val, y_val, x_all, y_all, x_te, y_te):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", choices=("small", "large"), default="small")
+    ap.add_argument("--set", choices=tuple(features.SETS), default="small")
     ap.add_argument("--runs", type=int, default=1, help="runs of each protocol, alternating; medians")
     ap.add_argument("--only", choices=("peer", "clipprobe"), help="run one protocol (to time it alone)")
-    ap.add_argument("--solver", choices=("sklearn", "torch"), default="sklearn", help="clipprobe's solver")
+    ap.add_argument("--solver", choices=("torch", "sklearn"), default=TrainParams.solver,
+                    help="clipprobe's train.solver (default: the params default)")
     ap.add_argument("--converged-peer", action="store_true",
                     help="also run the peer's loop with converged fits (torch solver, cold, max_iter 5000)")
     ap.add_argument("--sweep", action="store_true", help="only print converged val/test top-1 for C = 1..1000")
@@ -94,29 +100,34 @@ def main():
     tr, val = probe.validation_split(y_all, 0.2, 0)
     data = (x_all[tr], y_all[tr], x_all[val], y_all[val], x_all, y_all)
     print(f"{a.set} set: {len(tr)} train / {len(val)} val (refit on all {len(y_all)}) / {len(y_te)} test, "
-          f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes")
+          f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes; torch threads {torch.get_num_threads()}")
     if a.sweep:
         return sweep(*data, x_te, y_te)
-    protocols = {"peer (lpclip)": lambda: peer(*data),
-                 f"clipprobe ({a.solver})": lambda: clipprobe(*data, solver=a.solver)}
+    ours = f"clipprobe ({a.solver})"
+    protocols = {"peer (lpclip)": lambda: peer(*data), ours: lambda: clipprobe(*data, solver=a.solver)}
     if a.converged_peer:
         protocols["peer, converged fits"] = lambda: peer(*data, converged=True)
     if a.only:
         protocols = {k: v for k, v in protocols.items() if k.startswith(a.only)}
-    walls = {name: [] for name in protocols}
+    walls, last = {name: [] for name in protocols}, {}
     print(f"{'protocol':<22}{'C':>12}{'val top-1':>11}{'test top-1':>12}{'fits':>6}{'wall s':>9}")
     for run in range(a.runs):
         for name, protocol in protocols.items():
             t = time.perf_counter()
             clf, C, val_top1, n_fits = protocol()
             walls[name].append(time.perf_counter() - t)
-            print(f"{name:<22}{C:>12.5g}{val_top1:>11.2f}{_top1(clf, x_te, y_te):>12.2f}{n_fits:>6}"
+            last[name] = (C, val_top1, _top1(clf, x_te, y_te))
+            print(f"{name:<22}{C:>12.5g}{val_top1:>11.2f}{last[name][2]:>12.2f}{n_fits:>6}"
                   f"{walls[name][-1]:>9.2f}", flush=True)
     medians = {name: statistics.median(w) for name, w in walls.items()}
     print("median wall s: " + ", ".join(f"{n} {m:.2f}" for n, m in medians.items()))
     if a.only is None:
-        slow, fast = medians["peer (lpclip)"], medians[f"clipprobe ({a.solver})"]
-        print(f"time ratio peer / clipprobe: {slow / fast:.1f}x")
+        (c_peer, val_peer, test_peer), (c_ours, val_ours, test_ours) = last["peer (lpclip)"], last[ours]
+        at_peer_c = _top1(probe.fit(*data[:2], c_peer, 1000, solver=a.solver), *data[2:4])
+        print(f"time ratio peer / clipprobe: {medians['peer (lpclip)'] / medians[ours]:.1f}x")
+        print(f"test top-1 clipprobe - peer: {test_ours - test_peer:+.2f} points")
+        print(f"val top-1 at the chosen C: clipprobe {val_ours:.2f} at C = {c_ours:.5g}; peer {val_peer:.2f} "
+              f"(its own fit) at C = {c_peer:.5g}, where clipprobe's solver scores {at_peer_c:.2f}")
 
 
 if __name__ == "__main__":

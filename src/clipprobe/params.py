@@ -65,7 +65,7 @@ class TuneParams:
 @dataclass(frozen=True)
 class TrainParams:
     max_iter: int = 1000
-    solver: str = "sklearn"
+    solver: str = "torch"
     device: str = "auto"
 
 
