@@ -110,8 +110,8 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
     The comparisons are CoOp's lpclip's; what differs is the work.  The coarse grid runs
     from the smallest C up, each fit warm-started from the last, and stops once the curve
     has clearly peaked (two points below the best: the skipped large Cs are the slowest
-    fits).  Every C is fitted once and starts from the fitted C nearest in log10(C).  The
-    chosen C has the best validation top-1 of all fitted; ties go to the smaller C.
+    fits).  Every C is fitted once, warm-started by `_start`.  The chosen C has the best
+    validation top-1 of all fitted; ties go to the smaller C.
     """
     probes: dict[float, LogisticRegression] = {}
     fits: list[tuple[float, float, int]] = []
