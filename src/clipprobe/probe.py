@@ -21,6 +21,15 @@ COARSE_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
 BISECTION_STEPS = 8
 
 
+def with_coefficients(coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray,
+                      **params) -> LogisticRegression:
+    """A `LogisticRegression` holding these coefficients, as fitting would have left it."""
+    clf = LogisticRegression(**params)
+    clf.coef_, clf.intercept_, clf.classes_ = coef, intercept, classes
+    clf.n_features_in_ = coef.shape[1]
+    return clf
+
+
 def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: str = "sklearn",
         start: LogisticRegression | None = None, device: str = "auto") -> LogisticRegression:
     """A fitted `LogisticRegression` (L2, multinomial, unpenalised intercept, L-BFGS).
@@ -96,11 +105,8 @@ def _start(probes: dict[float, LogisticRegression], C: float) -> LogisticRegress
         return probes[min(probes, key=lambda c: abs(math.log10(c / C)))] if probes else None
     lo, hi = probes[max(below)], probes[min(above)]
     t = math.log(C / lo.C) / math.log(hi.C / lo.C)
-    start = LogisticRegression(C=C)
-    start.coef_ = (1 - t) * lo.coef_ + t * hi.coef_
-    start.intercept_ = (1 - t) * lo.intercept_ + t * hi.intercept_
-    start.classes_ = lo.classes_
-    return start
+    return with_coefficients((1 - t) * lo.coef_ + t * hi.coef_, (1 - t) * lo.intercept_ + t * hi.intercept_,
+                             lo.classes_, C=C)
 
 
 def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "sklearn",
@@ -172,9 +178,8 @@ def load(directory: Path) -> tuple[LogisticRegression, dict]:
             raise ClipprobeError(f"{directory / name} is missing; run `dvc repro train` first")
     info = json.loads((directory / "probe.json").read_text())
     with np.load(directory / "probe.npz", allow_pickle=False) as arrays:
-        clf = LogisticRegression(C=info["C"], solver="lbfgs", max_iter=info["max_iter"])
-        clf.coef_, clf.intercept_, clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
-    clf.n_features_in_ = clf.coef_.shape[1]
+        clf = with_coefficients(arrays["coef"], arrays["intercept"], arrays["classes"],
+                                C=info["C"], solver="lbfgs", max_iter=info["max_iter"])
     clf.n_iter_ = np.asarray([info["n_iter"]], dtype=np.int32)
     return clf, info
 
@@ -191,6 +196,4 @@ def load_start(path: Path, classes: np.ndarray) -> LogisticRegression | None:
     with np.load(path, allow_pickle=False) as arrays:
         if "coef" not in arrays or not np.array_equal(arrays["classes"], classes):
             return None
-        clf = LogisticRegression()
-        clf.coef_, clf.intercept_, clf.classes_ = arrays["coef"], arrays["intercept"], arrays["classes"]
-    return clf
+        return with_coefficients(arrays["coef"], arrays["intercept"], arrays["classes"])

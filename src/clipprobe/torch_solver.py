@@ -28,6 +28,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from clipprobe.models import pick_device
+from clipprobe.probe import with_coefficients
 
 TOL = 1e-5  # max |gradient| in the preconditioned coordinates; see the module docstring
 CURVATURE = 0.05  # the guessed softmax curvature per sample in the preconditioner (measured: 0.01-0.25 all work)
@@ -87,10 +88,7 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
     vv = v.detach()
     W = (vv[:, :d] * D) @ p.U.T
     b = vv[:, d] * b_scale - W @ torch.as_tensor(p.mean, device=p.device)
-    clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter)
-    clf.classes_, clf.coef_ = p.classes, W.cpu().numpy()
-    b = b.cpu().numpy()
-    clf.intercept_ = b - b.mean()  # softmax ignores a shared shift; sklearn's sums to 0
-    clf.n_features_in_ = d
+    b = b.cpu().numpy()  # softmax ignores a shared shift; scikit-learn's intercepts sum to 0
+    clf = with_coefficients(W.cpu().numpy(), b - b.mean(), p.classes, C=C, solver="lbfgs", max_iter=max_iter)
     clf.n_iter_ = np.asarray([opt.state[v]["n_iter"]], dtype=np.int32)
     return clf
