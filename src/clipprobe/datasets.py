@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from clipprobe import data_root
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DATASETS, DataParams
 
@@ -106,10 +107,10 @@ def _safe_archives():
         utils._ARCHIVE_EXTRACTORS[".tar"] = saved
 
 
-def _torchvision(name: str, root: Path, split: str):
+def _torchvision(name: str, root: Path, split: str, download: bool):
     from torchvision import datasets as tv
 
-    kw = dict(root=str(root), download=True)
+    kw = dict(root=str(root), download=download)
     if name == "cifar10":
         return tv.CIFAR10(train=split == "train", **kw)
     if name == "cifar100":
@@ -139,7 +140,7 @@ def _official_splits(name: str) -> tuple[str, ...]:
 def _torchvision_split(name: str, root: Path, split: str) -> tuple[Split, list[str]]:
     try:
         with _safe_archives():
-            ds = _torchvision(name, root, split)
+            ds = data_root.fetch(root, name, lambda r, download: _torchvision(name, r, split, download))
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         if isinstance(e, urllib.error.URLError) or "download" in str(e).lower() or \
                 isinstance(e, ConnectionError):
@@ -163,7 +164,7 @@ def _eurosat(root: Path) -> tuple[dict[str, Split], list[str]]:
 
     try:
         with _safe_archives():
-            ds = tv.EuroSAT(root=str(root), download=True)
+            ds = data_root.fetch(root, "eurosat", lambda r, download: tv.EuroSAT(root=str(r), download=download))
     except urllib.error.URLError as e:
         raise ClipprobeError(f"data.name=eurosat: could not download it into {root} ({e}); "
                              "connect to the internet once, or put the dataset under data.root") from None
@@ -267,7 +268,7 @@ def _table(split: Split, keep: np.ndarray) -> pa.Table:
 def load_source(p: DataParams) -> tuple[dict[str, Split], list[str], Path, dict]:
     """The splits of `data.name`, its class names, the root image paths are relative to,
     and provenance to record."""
-    root = Path(p.root)
+    root = data_root.resolve(p.root)
     if p.name in DATASETS:
         root.mkdir(parents=True, exist_ok=True)
         if p.name == "eurosat":

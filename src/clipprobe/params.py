@@ -26,7 +26,7 @@ ENGINES = ("local", "ray")
 @dataclass(frozen=True)
 class DataParams:
     name: str = "cifar10"
-    root: str = "data/raw"
+    root: str = "auto"          # see clipprobe.data_root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
 
@@ -96,7 +96,7 @@ def _check_data(p: DataParams) -> None:
         _fail("data.name", p.name,
               f"one of {', '.join(DATASETS)} or an existing ImageFolder root with train/ and test/")
     if not isinstance(p.root, str) or not p.root:
-        _fail("data.root", p.root, "a directory path")
+        _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
     if p.limit_per_class is not None:
         _int("data.limit_per_class", p.limit_per_class, 1)
     if not isinstance(p.skip_corrupt, bool):
