@@ -4,11 +4,11 @@
 # generated ImageFolder of shapes), queued with `dvc exp run --queue`, run by `dvc queue start`,
 # reported by `clipprobe report` into docs/leaderboard.md and docs/leaderboard.png.
 # Run from the root of a clone, with the environment active:  sh docs/offline_grid.sh
-# (about 10 minutes on 2 CPU cores; JOBS=N sets the parallel experiments, default 2).
+# JOBS=N experiments at a time (default 1: each extraction already uses every CPU core).
 set -eu
 shapes="$(python docs/shapes.py "${SHAPES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/clipprobe/shapes}")"
 dvc exp run --queue -S model.weights=random -S 'model.name=ViT-B/32,ViT-S-32,RN50' \
     -S "data.name=fashion-mnist,$shapes" -S data.limit_per_class=50 -S C=auto
-dvc queue start -j "${JOBS:-2}"
+dvc queue start -j "${JOBS:-1}"
 while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 clipprobe report --baseline HEAD --md docs/leaderboard.md --csv none --png docs/leaderboard.png

@@ -196,44 +196,46 @@ def build(experiments: list[Experiment], duplicates: str = "latest") -> Leaderbo
             replaced.append((row, dataset, ordered[0], ordered[1:]))
         kept[row, dataset] = ordered[0]
 
-    tables: dict[str, Table] = {}
+    tables: dict[tuple[int, int], Table] = {}     # (0, 0) probe, (1, 0) zero-shot, (2, k) k shots
 
-    def put(title, row, dataset, metric_value, e):
-        table = tables.setdefault(title, Table(title, [], {}))
+    def put(key, title, row, dataset, metric_value, e):
+        table = tables.setdefault(key, Table(title, [], {}))
         col = (dataset, metric_value[0])
         if col not in table.columns:
             table.columns.append(col)
         table.cells[row, col] = Cell(metric_value[1], e.name)
 
     for (row, dataset), e in kept.items():
-        put(PROBE, row, dataset, headline(e.metrics["accuracy.json"]), e)
+        put((0, 0), PROBE, row, dataset, headline(e.metrics["accuracy.json"]), e)
         if "zeroshot.json" in e.metrics:
             zs = headline(e.metrics["zeroshot.json"])
             if zs is None:
                 skipped.append((e.name, "zeroshot.json has neither score nor top1 (zero-shot cell left empty)"))
             else:
-                put(ZERO_SHOT, row, dataset, zs, e)
+                put((1, 0), ZERO_SHOT, row, dataset, zs, e)
         if "fewshot.json" in e.metrics:
             per_k = fewshot(e.metrics["fewshot.json"])
             if not per_k:
                 skipped.append((e.name, "fewshot.json has no per-k entry with a mean (few-shot cells left empty)"))
             for k, metric_value in per_k.items():
-                put(f"few-shot, {k} shot{'s' * (k > 1)}", row, dataset, metric_value, e)
+                put((2, k), f"few-shot, {k} shot{'s' * (k > 1)}", row, dataset, metric_value, e)
     for t in tables.values():
         t.columns.sort(key=lambda c: (short(c[0], dataset=True), c[1], c[0]))
-    probe = tables[PROBE] if tables else None
-    rows = sorted({r for r, _ in kept}, key=lambda r: (-(probe.mean(r) if probe.mean(r) is not None else -math.inf),
-                                                        -sum((r, c) in probe.cells for c in probe.columns), r))
-    few = sorted((t for t in tables if t.startswith("few-shot")), key=lambda t: int(t.split()[1]))
-    order = [t for t in (PROBE, ZERO_SHOT) if t in tables] + few
+
+    def rank(row):   # best probe mean first; rows without a mean after, those with more cells first
+        probe = tables[0, 0]
+        mean = probe.mean(row)
+        return (mean is None, -(mean or 0.0), -sum((row, c) in probe.cells for c in probe.columns), row)
+
     shown = list(kept.values())
     flat = [_flatten(e.params) for e in shown if e.params]
     varying = {}
     for key in sorted({k for f in flat for k in f} - _PLACING):
-        values = {repr(f.get(key)) for f in flat}
+        values = {"null" if f.get(key) is None else str(f.get(key)) for f in flat}
         if len(values) > 1:
             varying[key] = sorted(values)
-    return Leaderboard(rows, [tables[t] for t in order], shown, sorted(replaced), skipped, varying)
+    return Leaderboard(sorted({r for r, _ in kept}, key=rank), [tables[k] for k in sorted(tables)], shown,
+                       sorted(replaced, key=lambda x: (x[0], x[1])), skipped, varying)
 
 
 # ---------------------------------------------------------------- rendering
