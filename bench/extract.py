@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from clipprobe import features, models, probe, store
+from clipprobe import devices, encoders, features, probe, splits, store
 from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES, stage_fashion_mnist
 from clipprobe.errors import ClipprobeError
 
@@ -119,7 +119,7 @@ PROBE = dict(max_iter=100_000, solver="torch", device="cpu")
 def search_C(x: np.ndarray, y: np.ndarray) -> float:
     """The CLIP-protocol C for the train half (first half of the rows), searched on a stratified 20% of it."""
     half = len(y) // 2
-    tr, val = probe.validation_split(y[:half], 0.2, 0)
+    tr, val = splits.validation_split(y[:half], 0.2, 0)
     return probe.search_C(x[tr], y[tr], x[val], y[val], **PROBE).C
 
 
@@ -167,8 +167,8 @@ def main() -> None:
                     help="also fit the linear probe on canonical fp32 and on clipprobe's features")
     args = ap.parse_args()
 
-    device = models.pick_device(args.device)
-    dtype = models.pick_precision(args.precision, device)
+    device = devices.pick_device(args.device)
+    dtype = devices.pick_precision(args.precision, device)
     canon_dtype = torch.float16 if device.type == "cuda" else torch.float32
     as_int = lambda v: v if v == "auto" else int(v)
     args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
@@ -179,8 +179,8 @@ def main() -> None:
 
     import open_clip
 
-    encoder = models.place(models.load_encoder(args.model, args.weights), device, dtype)
-    torch.manual_seed(models.RANDOM_SEED)   # the same weights as load_encoder's, for random
+    encoder = encoders.place(encoders.load_encoder(args.model, args.weights), device, dtype)
+    torch.manual_seed(encoders.RANDOM_SEED)   # the same weights as load_encoder's, for random
     model, _, preprocess = open_clip.create_model_and_transforms(
         encoder.arch, pretrained=None if args.weights == "random" else args.weights,
         force_quick_gelu="/" in args.model)

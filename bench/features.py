@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from clipprobe import datasets, features, models, store
+from clipprobe import datasets, encoders, features, store
 from clipprobe.params import DataParams
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -27,9 +27,9 @@ def _extract() -> None:
     prepared = CACHE / "prepared"
     if not (prepared / "info.json").is_file():
         datasets.prepare(DataParams(name="fashion-mnist", root=str(CACHE / "raw")), prepared)
-    encoder = models.load_encoder("ViT-B/32", "random")
+    encoder = encoders.load_encoder("ViT-B/32", "random")
     device, dtype = torch.device("cpu"), torch.bfloat16
-    models.place(encoder, device, dtype)
+    encoders.place(encoder, device, dtype)
     identity = {"model": "ViT-B/32", "arch": encoder.arch, "weights": "random",
                 "weights_id": encoder.weights_id, "layer": "projection"}
     for split in ("train", "test"):

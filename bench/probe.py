@@ -30,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 import features
-from clipprobe import probe
+from clipprobe import probe, splits
 from clipprobe.params import TrainParams
 
 
@@ -97,7 +97,7 @@ def main():
     warnings.simplefilter("ignore", ConvergenceWarning)  # both protocols stop at max_iter alike
 
     x_all, y_all, x_te, y_te = features.load(a.set)
-    tr, val = probe.validation_split(y_all, 0.2, 0)
+    tr, val = splits.validation_split(y_all, 0.2, 0)
     data = (x_all[tr], y_all[tr], x_all[val], y_all[val], x_all, y_all)
     print(f"{a.set} set: {len(tr)} train / {len(val)} val (refit on all {len(y_all)}) / {len(y_te)} test, "
           f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes; torch threads {torch.get_num_threads()}")

@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from clipprobe import datasets, models, params, ray_engine  # noqa: E402
+from clipprobe import datasets, devices, encoders, params, ray_engine  # noqa: E402
 
 
 def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, model: str = "ViT-B/32",
@@ -31,8 +31,8 @@ def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, mo
     base = {"model": {"name": model, "weights": weights},
             "extract": {"engine": "ray", "batch_size": batch_size, "shard_size": shard_size}}
     p = params.parse(base)
-    encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
-    device, dtype = torch.device("cpu"), models.pick_precision(p.extract.precision, torch.device("cpu"))
+    encoder = encoders.load_encoder(p.model.name, p.model.weights, p.extract.layer)
+    device, dtype = torch.device("cpu"), devices.pick_precision(p.extract.precision, torch.device("cpu"))
     rows = []
     with ray_engine.connected(address), tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(actor_counts):  # a fresh scratch each run: a finished one would be reused

@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from clipprobe import datasets, features, models, params
+from clipprobe import datasets, devices, encoders, features, params
 from clipprobe.stage import FEATURES, PREPARED, run
 
 
@@ -15,12 +15,12 @@ def main():
     if on_ray:
         from clipprobe import ray_engine
         ray_engine.require_ray()
-    device = torch.device(params.ray_device(p.extract)) if on_ray else models.pick_device(p.extract.device)
-    dtype = models.pick_precision(p.extract.precision, device)
+    device = torch.device(params.ray_device(p.extract)) if on_ray else devices.pick_device(p.extract.device)
+    dtype = devices.pick_precision(p.extract.precision, device)
     batch_size, workers = features.loader_settings(p.extract.batch_size, p.extract.workers, device)
-    encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
+    encoder = encoders.load_encoder(p.model.name, p.model.weights, p.extract.layer)
     if not on_ray:  # Ray actors load their own copies
-        models.place(encoder, device, dtype)
+        encoders.place(encoder, device, dtype)
 
     identity = {"model": p.model.name, "arch": encoder.arch, "weights": p.model.weights,
                 "weights_id": encoder.weights_id, "layer": p.extract.layer}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipprobe import datasets, features, models, store
+from clipprobe import datasets, encoders, features, store
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DataParams
 from conftest import REPO, make_image_folder
@@ -61,7 +61,7 @@ def images(tmp_path_factory):
 def _ours(weights, images, tmp_path, layer="projection"):
     prepared = tmp_path / "prepared"
     info = datasets.prepare(DataParams(name=str(images)), prepared)
-    enc = models.load_encoder(TINY_OPENAI, str(weights), layer)
+    enc = encoders.load_encoder(TINY_OPENAI, str(weights), layer)
     manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", batch_size=5, workers=0,
                                       shard_size=7, device=torch.device("cpu"), dtype=torch.float32,
                                       identity={}, fp="x")
@@ -91,8 +91,8 @@ def test_features_match_openai_reference(checkpoints, images, tmp_path, name):
 
 
 def test_torchscript_archive_is_detected(checkpoints):
-    assert models.is_torchscript(checkpoints / "ViT-tiny.pt")
-    assert not models.is_torchscript(checkpoints / "state_dict.pt")
+    assert encoders.is_torchscript(checkpoints / "ViT-tiny.pt")
+    assert not encoders.is_torchscript(checkpoints / "state_dict.pt")
 
 
 def test_pre_projection_features_project_to_encode_image(checkpoints, images, tmp_path):
@@ -105,6 +105,6 @@ def test_pre_projection_features_project_to_encode_image(checkpoints, images, tm
 
 def test_checkpoint_that_does_not_fit_names_both(checkpoints):
     with pytest.raises(ClipprobeError) as e:
-        models.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))
+        encoders.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))
     msg = str(e.value)
     assert "ViT-tiny.pt" in msg and "ViT-B/32" in msg and "size mismatch" in msg

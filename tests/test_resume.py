@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from clipprobe import datasets, features, models
+from clipprobe import datasets, encoders, features, store
 from clipprobe.params import DataParams
 from conftest import TINY, make_project, run
 
@@ -27,7 +27,7 @@ def _kill_after_first_shard(dest, env):
     scratch = dest / ".cache" / "clipprobe" / "extract"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(True for _ in scratch.glob("*/part-00000.parquet")):
+        if any(True for _ in scratch.glob("*/shards/part-00000.parquet")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "extraction ended before it could be killed"
@@ -64,7 +64,7 @@ def _fp(encoder, prepared, **change):
 def test_fingerprint_covers_everything_features_depend_on(tmp_path, image_folder):
     prepared = tmp_path / "p"
     datasets.prepare(DataParams(name=str(image_folder)), prepared)
-    enc = models.load_encoder(TINY, "random")
+    enc = encoders.load_encoder(TINY, "random")
     base = _fp(enc, prepared)
     assert base == _fp(enc, prepared)
     changes = [dict(weights_id="sha256:abc"), dict(layer="pre_projection"), dict(dtype="torch.bfloat16"),
@@ -77,8 +77,8 @@ def test_fingerprint_covers_everything_features_depend_on(tmp_path, image_folder
 def test_resume_state_of_another_configuration_is_dropped(tmp_path):
     root = tmp_path / "scratch"
     for name in ("old", "current"):
-        (root / name).mkdir(parents=True)
-        (root / name / "part-00000.parquet").write_bytes(b"x")
+        (root / name / store.shard_name(0)).parent.mkdir(parents=True)
+        (root / name / store.shard_name(0)).write_bytes(b"x")
     features.forget_other_runs({"current"}, root)
     assert [p.name for p in root.iterdir()] == ["current"]
 
@@ -92,7 +92,7 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
 
     prepared = tmp_path / "p"
     datasets.prepare(DataParams(name=str(image_folder)), prepared)
-    enc = models.load_encoder(TINY, "random")
+    enc = encoders.load_encoder(TINY, "random")
     real = pq.write_table
     calls = []
 
@@ -109,7 +109,7 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
               identity={}, fp="x")
     with pytest.raises(ClipprobeError, match=r"part-00001.parquet: cannot write \(No space left on device\)"):
         features.extract_split(enc, prepared, "train", scratch, **kw)
-    assert sorted(p.name for p in scratch.iterdir()) == ["part-00000.parquet"]
+    assert sorted(p.name for p in (scratch / store.SHARDS).iterdir()) == ["part-00000.parquet"]
     monkeypatch.setattr(pq, "write_table", real)
     manifest = features.extract_split(enc, prepared, "train", scratch, **kw)   # space freed: resume
     assert manifest["rows"] == 18 and len(manifest["shards"]) == 3

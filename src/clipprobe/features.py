@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from clipprobe import __version__, preprocess, store
 from clipprobe.datasets import SplitImages, iter_split, split_rows
-from clipprobe.models import Encoder, file_sha256
+from clipprobe.encoders import Encoder, file_sha256
 
 SCRATCH = Path(".cache/clipprobe/extract")
 

@@ -26,7 +26,7 @@ from clipprobe import preprocess, store
 from clipprobe.datasets import SplitImages, read_split
 from clipprobe.errors import ClipprobeError
 from clipprobe.features import build_manifest, encode_batches
-from clipprobe.models import Encoder, load_encoder, place
+from clipprobe.encoders import Encoder, load_encoder, place
 from clipprobe.params import ExtractParams, ModelParams
 
 ROW = "row"  # position in the prepared split: results may come back in any order
