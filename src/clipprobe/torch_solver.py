@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe.models import pick_device
-from clipprobe.probe import with_coefficients
+from clipprobe.devices import pick_device
+from clipprobe.logreg import with_coefficients
 
 TOL = 1e-5  # max |gradient| in the preconditioned coordinates; see the module docstring
 CURVATURE = 0.05  # the guessed softmax curvature per sample in the preconditioner (measured: 0.01-0.25 all work)
