@@ -1,0 +1,223 @@
+"""The one place that reads and validates params.yaml.
+
+Every stage gets a frozen `Params`; a wrong key, type or range stops the stage with
+one line naming the param, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from clipprobe.errors import ClipprobeError
+
+DATASETS = ("cifar10", "cifar100", "stl10", "mnist", "fashion-mnist", "food101",
+            "flowers102", "oxford-pets", "dtd", "eurosat")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+LAYERS = ("projection", "pre_projection")
+SOLVERS = ("sklearn", "torch")
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    name: str = "cifar10"
+    root: str = "auto"          # see clipprobe.data_root
+    limit_per_class: int | None = None
+    skip_corrupt: bool = False
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str = "ViT-B/32"
+    weights: str = "openai"
+
+
+@dataclass(frozen=True)
+class RayParams:
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float = 0
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    batch_size: int | str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    layer: str = "projection"
+    workers: int | str = "auto"
+    shard_size: int = 10000
+    engine: str = "local"
+    ray: RayParams = RayParams()
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    max_iter: int = 1000
+    solver: str = "torch"
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    model: ModelParams
+    extract: ExtractParams
+    C: float | str
+    tune: TuneParams
+    train: TrainParams
+
+
+def _fail(key: str, value, allowed: str):
+    raise ClipprobeError(f"params.yaml: {key} must be {allowed}, got {value!r}")
+
+
+def _int(key, v, minimum):
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        _fail(key, v, f"an integer >= {minimum}")
+    return v
+
+
+def _check_data(p: DataParams) -> None:
+    if not isinstance(p.name, str) or not p.name:
+        _fail("data.name", p.name, f"one of {', '.join(DATASETS)} or an ImageFolder path")
+    if p.name not in DATASETS and not Path(p.name).is_dir():
+        _fail("data.name", p.name,
+              f"one of {', '.join(DATASETS)} or an existing ImageFolder root with train/ and test/")
+    if not isinstance(p.root, str) or not p.root:
+        _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
+    if p.limit_per_class is not None:
+        _int("data.limit_per_class", p.limit_per_class, 1)
+    if not isinstance(p.skip_corrupt, bool):
+        _fail("data.skip_corrupt", p.skip_corrupt, "true or false")
+
+
+def _check_model(p: ModelParams) -> None:
+    for key in ("name", "weights"):
+        v = getattr(p, key)
+        if not isinstance(v, str) or not v:
+            _fail(f"model.{key}", v, "a non-empty string")
+
+
+def _check_extract(p: ExtractParams) -> None:
+    for key, minimum in (("batch_size", 1), ("workers", 0)):
+        v = getattr(p, key)
+        if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < minimum):
+            _fail(f"extract.{key}", v, f"auto or an integer >= {minimum}")
+    _int("extract.shard_size", p.shard_size, 1)
+    _device("extract.device", p.device)
+    if p.precision not in PRECISIONS:
+        _fail("extract.precision", p.precision, " | ".join(PRECISIONS))
+    if p.layer not in LAYERS:
+        _fail("extract.layer", p.layer, " | ".join(LAYERS))
+    if p.engine not in ENGINES:
+        _fail("extract.engine", p.engine, " | ".join(ENGINES))
+    if p.engine == "ray":
+        ray_device(p)
+
+
+def _check_ray(p: RayParams) -> None:
+    if p.address is not None and not isinstance(p.address, str):
+        _fail("extract.ray.address", p.address, "auto, a cluster address, or empty for a local Ray")
+    _int("extract.ray.actors", p.actors, 1)
+    g = p.gpus_per_actor
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g < math.inf:
+        _fail("extract.ray.gpus_per_actor", g, "a number >= 0 (fractions share a GPU)")
+
+
+def ray_device(p: ExtractParams) -> str:
+    """The device of Ray actors: Ray hands GPUs to actors, so extract.device can only agree."""
+    device = "cuda" if p.ray.gpus_per_actor > 0 else "cpu"
+    if p.device not in ("auto", device):
+        _fail("extract.device", p.device, f"auto or {device} with extract.engine: ray and "
+              f"extract.ray.gpus_per_actor: {p.ray.gpus_per_actor} (Ray assigns the GPUs)")
+    return device
+
+
+def _device(key, dev):
+    if not isinstance(dev, str) or not (dev in DEVICES or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        _fail(key, dev, "auto, cpu, cuda or cuda:N")
+
+
+def _check_C(c):
+    if c == "auto":
+        return c
+    if isinstance(c, str):  # YAML reads 1e-3 as a string: accept numeric strings
+        try:
+            c = float(c)
+        except ValueError:
+            _fail("C", c, "auto or a positive number")
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+        _fail("C", c, "auto or a positive finite number")
+    return float(c)
+
+
+def _check_tune(p: TuneParams) -> None:
+    v = p.val_fraction
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+        _fail("tune.val_fraction", v, "a number strictly between 0 and 1")
+    _int("tune.seed", p.seed, 0)
+
+
+def _check_train(p: TrainParams) -> None:
+    _int("train.max_iter", p.max_iter, 1)
+    if p.solver not in SOLVERS:
+        _fail("train.solver", p.solver, " | ".join(SOLVERS))
+    _device("train.device", p.device)
+
+
+_SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_model),
+             "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
+             "train": (TrainParams, _check_train)}
+_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
+
+
+def _section(name: str, raw, table=_SECTIONS):
+    cls, check = table[name]
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        _fail(name, raw, "a mapping of keys")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ClipprobeError(f"params.yaml: unknown key {name}.{unknown[0]}; "
+                             f"known keys of {name}: {', '.join(sorted(known))}")
+    nested = {k: _section(f"{name}.{k}", v, _SUBSECTIONS) for k, v in raw.items()
+              if f"{name}.{k}" in _SUBSECTIONS}
+    section = cls(**{**raw, **nested})
+    check(section)
+    return section
+
+
+def parse(raw: dict) -> Params:
+    """Validate a params mapping (as read from params.yaml) into `Params`."""
+    if not isinstance(raw, dict):
+        raise ClipprobeError("params.yaml: expected a mapping at the top level")
+    unknown = sorted(set(raw) - {"data", "model", "extract", "C", "tune", "train"})
+    if unknown:
+        raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; "
+                             "known keys: data, model, extract, C, tune, train")
+    sections = {name: _section(name, raw.get(name)) for name in _SECTIONS}
+    return Params(C=_check_C(raw.get("C", "auto")), **sections)
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ClipprobeError(f"{path}: params file not found; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ClipprobeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse(raw or {})

@@ -1,0 +1,174 @@
+"""The linear probe: scikit-learn's L2-regularised multinomial logistic regression (L-BFGS),
+the CLIP paper's search for C, and pickle-free storage of the fitted classifier."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.logreg import with_coefficients
+
+# CLIP paper, appendix A.3: a coarse sweep over 1e-6..1e6, then a binary search in log10(C).
+COARSE_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
+BISECTION_STEPS = 8
+
+
+def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: str = "sklearn",
+        start: LogisticRegression | None = None, device: str = "auto") -> LogisticRegression:
+    """A fitted `LogisticRegression` (L2, multinomial, unpenalised intercept, L-BFGS).
+
+    `start` is a fitted probe on the same classes whose coefficients start L-BFGS (a warm start:
+    the same objective and stopping rule, fewer iterations when `start` is near the optimum).
+    `solver="torch"` minimises the same objective with torch's preconditioned L-BFGS on `device`;
+    `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # n_iter_ == max_iter records it
+        if solver == "torch":
+            from clipprobe import torch_solver  # torch takes seconds to import: only when asked for
+            return torch_solver.fit(x, y, C, max_iter, start=start, device=device)
+        # Centred features: with an unpenalised intercept an exact reparametrisation (b' = b + mean @ W.T)
+        # that only improves the conditioning L-BFGS sees; the intercept is mapped back below.
+        mean = x.mean(axis=0, dtype=np.float64)
+        clf = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=start is not None)
+        if start is not None:
+            clf.coef_, clf.intercept_ = start.coef_.copy(), start.intercept_ + start.coef_ @ mean
+        clf.fit((x - mean).astype(x.dtype, copy=False), y)
+        clf.intercept_ = clf.intercept_ - clf.coef_ @ mean
+        return clf.set_params(warm_start=False)
+
+
+@dataclass
+class Search:
+    """The C search's result: every C fitted in order, with its validation top-1 and L-BFGS
+    iterations, and the probe fitted at the chosen C (the refit's warm start)."""
+    C: float
+    val_top1: float
+    probe: LogisticRegression
+    fits: list[tuple[float, float, int]] = field(default_factory=list)  # (C, val top-1, iterations)
+    early_exit: bool = False
+
+    @property
+    def n_fits(self) -> int:
+        return len(self.fits)
+
+    @property
+    def curve(self) -> dict[float, float]:
+        return {c: acc for c, acc, _ in sorted(self.fits)}
+
+
+def _peaked(accs: list[float]) -> bool:
+    """The coarse curve has clearly peaked: its last two points both fall below its best."""
+    return len(accs) >= 3 and max(accs[-2:]) < max(accs[:-2])
+
+
+def _start(probes: dict[float, LogisticRegression], C: float) -> LogisticRegression | None:
+    """A warm start for C: between two fitted Cs the coefficients interpolated linearly in
+    log10(C) (the bisection's case: its steps halve, so the guess sharpens as they do);
+    outside them the nearest fitted probe."""
+    below = [c for c in probes if c < C]
+    above = [c for c in probes if c > C]
+    if not below or not above:
+        return probes[min(probes, key=lambda c: abs(math.log10(c / C)))] if probes else None
+    lo, hi = probes[max(below)], probes[min(above)]
+    t = math.log(C / lo.C) / math.log(hi.C / lo.C)
+    return with_coefficients((1 - t) * lo.coef_ + t * hi.coef_, (1 - t) * lo.intercept_ + t * hi.intercept_,
+                             lo.classes_, C=C)
+
+
+def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "sklearn",
+             device: str = "auto") -> Search:
+    """The CLIP paper's search: coarse grid, then 8 bisection steps of log10(C) around the best.
+
+    The comparisons are CoOp's lpclip's; what differs is the work.  The coarse grid runs
+    from the smallest C up, each fit warm-started from the last, and stops once the curve
+    has clearly peaked (two points below the best: the skipped large Cs are the slowest
+    fits).  Every C is fitted once, warm-started by `_start`.  The chosen C has the best
+    validation top-1 of all fitted; ties go to the smaller C.
+    """
+    probes: dict[float, LogisticRegression] = {}
+    fits: list[tuple[float, float, int]] = []
+    if solver == "torch":  # centre and eigendecompose the features once for every C
+        from clipprobe import torch_solver
+        x_tr, y_tr = torch_solver.Problem(x_tr, y_tr, device), None
+
+    def score(C: float) -> float:
+        if C not in probes:
+            clf = fit(x_tr, y_tr, C, max_iter, solver, start=_start(probes, C), device=device)
+            probes[C] = clf
+            fits.append((C, float(np.mean(clf.predict(x_val) == y_val) * 100), int(np.max(clf.n_iter_))))
+        return next(acc for c, acc, _ in fits if c == C)
+
+    coarse = []
+    for c in sorted(COARSE_GRID):
+        coarse.append(score(c))
+        if _peaked(coarse):
+            break
+    early_exit = len(coarse) < len(COARSE_GRID)
+    top = len(coarse) - 1 - int(np.argmax(coarse[::-1]))  # lpclip's argmax over 1e6..1e-6: ties -> larger C
+    peak = math.log10(sorted(COARSE_GRID)[top])
+    lo, hi = peak - 1, peak + 1
+    for _ in range(BISECTION_STEPS):
+        if score(10 ** lo) < score(10 ** hi):
+            lo = (lo + hi) / 2
+        else:
+            hi = (lo + hi) / 2
+    best, acc, _ = max(fits, key=lambda f: (f[1], -f[0]))
+    return Search(C=best, val_top1=acc, probe=probes[best], fits=fits, early_exit=early_exit)
+
+
+def check_features(info: dict, manifest: dict, where: str) -> None:
+    """Stop unless the features in `where` come from the encoder the probe was trained on."""
+    for key in ("arch", "weights_id", "layer", "embed_dim"):
+        if manifest.get(key) != info.get(key):
+            raise ClipprobeError(f"{where}: features have {key}={manifest.get(key)!r} but the probe was trained "
+                                 f"on {key}={info.get(key)!r}; run `dvc repro` to rebuild both")
+
+
+# ---------------------------------------------------------------- storage without pickle
+
+def save(clf: LogisticRegression, directory: Path, meta: dict) -> None:
+    """Write `probe.npz` (arrays only) and `probe.json` (everything else)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "probe.npz", coef=clf.coef_.astype(np.float64),
+             intercept=clf.intercept_.astype(np.float64), classes=clf.classes_.astype(np.int64))
+    info = {"C": float(clf.C), "max_iter": int(clf.max_iter), "n_iter": int(np.max(clf.n_iter_)),
+            "n_features": int(clf.coef_.shape[1]), **meta}
+    (directory / "probe.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load(directory: Path) -> tuple[LogisticRegression, dict]:
+    """The stored probe as a fitted scikit-learn `LogisticRegression`, and its metadata."""
+    directory = Path(directory)
+    for name in ("probe.npz", "probe.json"):
+        if not (directory / name).is_file():
+            raise ClipprobeError(f"{directory / name} is missing; run `dvc repro train` first")
+    info = json.loads((directory / "probe.json").read_text())
+    with np.load(directory / "probe.npz", allow_pickle=False) as arrays:
+        clf = with_coefficients(arrays["coef"], arrays["intercept"], arrays["classes"],
+                                C=info["C"], solver="lbfgs", max_iter=info["max_iter"])
+    clf.n_iter_ = np.asarray([info["n_iter"]], dtype=np.int32)
+    return clf, info
+
+
+def save_start(clf: LogisticRegression | None, path: Path) -> None:
+    """The search's probe at the chosen C, for the refit to start from (no arrays: none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {} if clf is None else {"coef": clf.coef_, "intercept": clf.intercept_, "classes": clf.classes_}
+    np.savez(path, **arrays)
+
+
+def load_start(path: Path, classes: np.ndarray) -> LogisticRegression | None:
+    """The stored start, or None where there is none or it was fitted on other classes."""
+    with np.load(path, allow_pickle=False) as arrays:
+        if "coef" not in arrays or not np.array_equal(arrays["classes"], classes):
+            return None
+        return with_coefficients(arrays["coef"], arrays["intercept"], arrays["classes"])
