@@ -10,6 +10,7 @@ array-backed datasets) or `path` (relative to `info.json`'s `root`), plus
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from clipprobe import folders
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DATASETS, DataParams
 
@@ -186,51 +188,53 @@ def _list_image_folder(root: Path) -> tuple[dict[str, Split], list[str]]:
         if not d.is_dir():
             raise ClipprobeError(f"data.name={root}: {d} is missing; an ImageFolder root needs "
                                  "train/<class>/... and test/<class>/...")
-    classes = sorted(e.name for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))
+    classes = folders.class_dirs(train)
     if len(classes) < 2:
         raise ClipprobeError(f"{train}: found {len(classes)} class folder(s); a probe needs at "
                              "least 2 classes, one subfolder each")
-    test_classes = sorted(e.name for e in os.scandir(test) if e.is_dir() and not e.name.startswith("."))
-    extra = sorted(set(test_classes) - set(classes))
+    extra = sorted(set(folders.class_dirs(test)) - set(classes))
     if extra:
         raise ClipprobeError(f"{test}: classes {', '.join(extra)} are not in {train}; test/ must "
                              "use the class folders of train/")
     splits = {}
     for name, d in (("train", train), ("test", test)):
         paths, labels = [], []
-        for label, cls in enumerate(classes):
-            files = []
-            for dirpath, dirnames, filenames in sorted(os.walk(d / cls, followlinks=True)):
-                dirnames.sort()
-                files += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+        for label, (cls, files) in enumerate(folders.files_by_class(d, classes).items()):
             if not files and name == "train":
                 raise ClipprobeError(f"{d / cls}: empty class folder; add images or remove the folder")
-            paths += [os.path.relpath(f, root) for f in files]
+            paths += [os.path.relpath(f.path, root) for f in files]
             labels += [label] * len(files)
         splits[name] = Split(labels=np.asarray(labels, dtype=np.int64), paths=paths)
     return splits, classes
 
 
-def _check_decodable(path: Path) -> str | None:
+def _read_image(path: Path) -> tuple[str | None, str]:
+    """(why the image cannot be fully decoded, or None; the SHA-256 of the file's bytes)."""
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"{e.__class__.__name__}: {e}", ""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
             im.load()
-        return None
+        error = None
     except Exception as e:  # PIL raises many types for bad files
-        return f"{e.__class__.__name__}: {e}"
+        error = f"{e.__class__.__name__}: {e}"
+    return error, hashlib.sha256(data).hexdigest()
 
 
-def find_corrupt(root: Path, paths: list[str], workers: int | None = None) -> list[str]:
-    """Paths (relative to root) whose image cannot be fully decoded."""
+def read_images(root: Path, paths: list[str], workers: int | None = None) -> tuple[list[str], list[str]]:
+    """The paths (relative to root) whose image cannot be fully decoded, and every file's
+    SHA-256 (its content, which the prepared table records beside its path)."""
     from concurrent.futures import ProcessPoolExecutor
 
     full = [root / p for p in paths]
     if len(full) < 256:
-        results = [_check_decodable(p) for p in full]
+        results = [_read_image(p) for p in full]
     else:
         with ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-            results = list(pool.map(_check_decodable, full, chunksize=64))
-    return [p for p, r in zip(paths, results) if r is not None]
+            results = list(pool.map(_read_image, full, chunksize=64))
+    return [p for p, (error, _) in zip(paths, results) if error is not None], [h for _, h in results]
 
 
 # ---------------------------------------------------------------- prepare
@@ -253,12 +257,14 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _table(split: Split, keep: np.ndarray) -> pa.Table:
+def _table(split: Split, keep: np.ndarray, sha256: dict[str, str] | None) -> pa.Table:
     ids = split.ids if split.ids is not None else np.arange(len(split.labels))
     cols = {"id": pa.array(ids[keep], pa.int64()),
             "label": pa.array(split.labels[keep].astype(np.int64), pa.int64())}
     if split.paths is not None:
         cols["path"] = pa.array([split.paths[i] for i in keep.tolist()], pa.string())
+        if sha256 is not None:  # a file's new content under the same name changes the table
+            cols["sha256"] = pa.array([sha256[split.paths[i]] for i in keep.tolist()], pa.string())
     else:
         cols["image"] = pa.array([_png(split.images[i][0]) for i in keep.tolist()], pa.binary())
     return pa.table(cols)
@@ -283,13 +289,30 @@ def load_source(p: DataParams) -> tuple[dict[str, Split], list[str], Path, dict]
     return splits, classes, root, {"split": "train/ and test/ folders"}
 
 
+def _require_images(p: DataParams, root: Path, keeps: dict[str, np.ndarray]) -> None:
+    """Stop unless every split has an image to use (an empty test/ would fail only in evaluate)."""
+    for s, keep in keeps.items():
+        if not len(keep):
+            if p.name in DATASETS:
+                raise ClipprobeError(f"data.name={p.name}: its {s} split in {root} holds no images; delete "
+                                     f"the dataset's files under data.root={p.root} to fetch them again")
+            raise ClipprobeError(f"{root / s}: no usable images; put {s} images in {root / s}/<class>/ "
+                                 "(the class folders of train/)")
+
+
 def prepare(p: DataParams, out: Path) -> dict:
     """Write the prepared splits of `p` into `out` (replaced atomically) and return its info."""
     splits, classes, root, provenance = load_source(p)
     skipped = []
     keeps = {s: _limit(sp.labels, p.limit_per_class) for s, sp in splits.items()}
+    _require_images(p, root, keeps)
+    sha256 = {}
     if p.name not in DATASETS:  # the user's own files: check every image before any heavy work
-        bad = {s: set(find_corrupt(root, [sp.paths[i] for i in keeps[s].tolist()])) for s, sp in splits.items()}
+        bad = {}
+        for s, sp in splits.items():
+            paths = [sp.paths[i] for i in keeps[s].tolist()]
+            unreadable, digests = read_images(root, paths)
+            bad[s], sha256[s] = set(unreadable), dict(zip(paths, digests))
         skipped = sorted(set().union(*bad.values()))
         if skipped and not p.skip_corrupt:
             more = f" and {len(skipped) - 20} more" if len(skipped) > 20 else ""
@@ -303,12 +326,13 @@ def prepare(p: DataParams, out: Path) -> dict:
             empty = [classes[i] for i in np.flatnonzero(counts == 0)]
             raise ClipprobeError(f"data.name={p.name}: no usable train images for class(es) "
                                  f"{', '.join(empty[:10])}; add images or remove the class")
+    _require_images(p, root, keeps)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for s, sp in splits.items():
-        pq.write_table(_table(sp, keeps[s]), tmp / f"{s}.parquet")
+        pq.write_table(_table(sp, keeps[s], sha256.get(s)), tmp / f"{s}.parquet")
     info = {"dataset": p.name, "root": str(root.resolve()), "classes": classes,
             "splits": {s: int(len(k)) for s, k in keeps.items()},
             "limit_per_class": p.limit_per_class, "skipped": skipped, **provenance}
@@ -329,6 +353,11 @@ def read_info(prepared: Path) -> dict:
 
 def read_split(prepared: Path, split: str) -> pa.Table:
     return pq.read_table(Path(prepared) / f"{split}.parquet")
+
+
+def classes_without_images(prepared: Path, split: str, classes: list[str]) -> list[str]:
+    present = set(pq.read_table(Path(prepared) / f"{split}.parquet", columns=["label"]).column("label").to_pylist())
+    return [c for i, c in enumerate(classes) if i not in present]
 
 
 def split_rows(prepared: Path, split: str) -> int:
@@ -352,6 +381,20 @@ def iter_split(prepared: Path, split: str, rows: int):
         yield pa.Table.from_batches(pending, f.schema_arrow)
 
 
+# Pillow opens 16-bit grayscale as I;16 (some versions and formats: I, 32-bit integers holding 0..65535).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB, as a viewer shows it: 16-bit grayscale scaled by 255/65535
+    (`convert("RGB")` clips every value above 255, which turns most such images white);
+    grayscale and palette images become RGB."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        scaled = np.rint(np.asarray(im, dtype=np.float64) / 257)  # 65535 / 255 = 257
+        im = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
 class SplitImages:
     """A map-style dataset over a prepared split: (transformed image, row index)."""
 
@@ -370,7 +413,7 @@ class SplitImages:
         src = io.BytesIO(item) if self.column == "image" else self.root / item
         try:
             with Image.open(src) as im:
-                return im.convert("RGB")   # grayscale and palette images become RGB
+                return to_rgb(im)
         except Exception as e:
             where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
             raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
