@@ -14,6 +14,9 @@ def main():
     result = {**report.metrics(y, scores, clf.classes_), "C": info["C"], "n_train": info["n_train"],
               "n_test": len(y), "n_skipped": len(manifest.get("skipped", [])),
               "dataset": info["dataset"], "model": info["model"], "weights": info["weights"]}
+    absent = report.absent_classes(y, names)
+    if absent:  # mean_per_class_recall averages the other classes: say so where the number is
+        result["classes_absent_from_test"] = absent
     report.write_json(METRICS / "accuracy.json", result)
     report.write_csv(METRICS / "confusion.csv", ["actual", "predicted"],
                      [(names[a], names[b]) for a, b in zip(y, pred)])

@@ -6,12 +6,17 @@ import json
 import numpy as np
 
 from clipprobe import params, probe, store
+from clipprobe.errors import ClipprobeError
 from clipprobe.stage import FEATURES, METRICS, PROBE, TUNED, run
 
 
 def main():
     p = params.load()
-    C = json.loads((METRICS / "tune.json").read_text())["C"]
+    tuned = METRICS / "tune.json"
+    if not tuned.is_file():
+        raise ClipprobeError(f"{tuned} is missing: it holds the C to train with; run `dvc repro tune` "
+                             "(or `dvc repro`) first")
+    C = json.loads(tuned.read_text())["C"]
     x, y, _, manifest = store.read_features(FEATURES / "train")
     if (FEATURES / "val").is_dir():  # the official val split joins train for the final fit
         x_val, y_val, _, _ = store.read_features(FEATURES / "val")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from clipprobe import report
 
@@ -18,3 +19,18 @@ def test_metrics():
 def test_no_top5_with_few_classes():
     m = report.metrics(np.array([0, 1]), np.array([[1.0, 0], [0, 1.0]]), np.arange(2))
     assert "top5" not in m and m["top1"] == 100.0
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_class_absent_from_test_is_left_out_of_the_recall_as_balanced_accuracy_does():
+    from sklearn.metrics import balanced_accuracy_score
+    names = ["cat", "dog", "owl"]
+    y = np.array([0, 0, 1, 1])                                 # no owl in test
+    scores = np.eye(3)[[0, 0, 1, 2]]                           # the last dog called an owl
+    m = report.metrics(y, scores, np.arange(3))
+    pred = scores.argmax(axis=1)
+    assert m["mean_per_class_recall"] == 75.0 == round(balanced_accuracy_score(y, pred) * 100, 4)
+    assert report.per_class_accuracy(y, pred, names) == [("cat", 100.0), ("dog", 50.0)]
+    assert report.absent_classes(y, names) == ["owl"]
+    perfect = report.metrics(y, np.eye(3)[[0, 0, 1, 1]], np.arange(3))
+    assert perfect["mean_per_class_recall"] == 100.0          # was 66.67: owl counted as 0 % recall
