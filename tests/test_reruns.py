@@ -144,3 +144,33 @@ def test_stage_script_run_from_another_directory_writes_into_its_project(project
     subprocess.run([sys.executable, str(dest / "stages" / "evaluate.py")], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
     assert metrics.read_bytes() == expected and not (tmp_path / "metrics").exists()
+
+
+def test_evaluate_scores_the_classes_with_test_images_and_names_the_others(project):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clipprobe import store
+    dest, env, *_ = project
+    saved = {p: p.read_bytes() for p in (dest / "metrics").iterdir()}
+    test = dest / "features" / "test"
+    manifest = store.read_manifest(test)
+    table = pa.concat_tables([pq.read_table(test / s) for s in manifest["shards"]])
+    table = table.filter(pa.compute.not_equal(table["label"], 2))          # no owl in test
+    for s in manifest["shards"]:
+        (test / s).unlink()
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    store.write_shard(test, 0, table["id"], table["label"], emb, table["path"].to_pylist())
+    store.write_manifest(test, {**manifest, "rows": table.num_rows, "shards": [store.shard_name(0)]})
+    try:
+        run([sys.executable, "stages/evaluate.py"], dest, env)
+        acc = json.loads((dest / "metrics" / "accuracy.json").read_text())
+        per_class = (dest / "metrics" / "per_class.csv").read_text().splitlines()
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+        run(["dvc", "checkout", "--force", "extract"], dest, env)
+    assert acc["classes_absent_from_test"] == ["owl"] and acc["n_test"] == 6
+    assert [row.split(",")[0] for row in per_class[1:]] == ["cat", "dog"]
+    assert _status(dest, env) == set()
