@@ -50,7 +50,7 @@ class Split:
 
 # ---------------------------------------------------------------- registered datasets
 
-def stage_fashion_mnist(root: Path, sources=FASHION_MNIST_DIRS) -> bool:
+def stage_fashion_mnist(root: Path, sources=None) -> bool:
     """Unpack local Fashion-MNIST IDX files (from `root` or `sources`) where torchvision looks,
     so nothing is downloaded; False if no complete set was found.
 
@@ -60,7 +60,7 @@ def stage_fashion_mnist(root: Path, sources=FASHION_MNIST_DIRS) -> bool:
     raw = root / "FashionMNIST" / "raw"
     if all((raw / f).is_file() for f in FASHION_MNIST_FILES):
         return True
-    for d in (root, raw, *map(Path, sources)):
+    for d in (root, raw, *map(Path, FASHION_MNIST_DIRS if sources is None else sources)):
         found = {}
         for f in FASHION_MNIST_FILES:
             for cand in (d / f, d / f"{f}.gz"):
@@ -130,7 +130,10 @@ def _unavailable(entry: registry.Dataset, root: Path, e: Exception) -> str:
 
 
 def _open(entry: registry.Dataset, root: Path, kwargs: Mapping):
-    """The loader's source split for `kwargs`: a torchvision dataset, or (Split, classes) from a reader."""
+    """The loader's source split for `kwargs`: a torchvision dataset, or (Split, classes) from a reader.
+
+    What is on disk is read first; only if that fails does torchvision download (some of its
+    classes, VOC's, would download again with download=True even when the files are there)."""
     kw = {**entry.kwargs, **kwargs}
     try:
         if entry.loader in READERS:
@@ -139,10 +142,14 @@ def _open(entry: registry.Dataset, root: Path, kwargs: Mapping):
 
         if entry.loader == "FashionMNIST":
             stage_fashion_mnist(root)
-        if entry.download is None:
-            kw["download"] = True
-        with _downloads():
-            return getattr(tv, entry.loader)(root=str(root / entry.subdir), **kw)
+        cls, where = getattr(tv, entry.loader), str(root / entry.subdir)
+        with _downloads():   # ImageNet extracts its archives on first use
+            try:
+                return cls(root=where, **kw)
+            except Exception:
+                if entry.download is not None:
+                    raise
+            return cls(root=where, download=True, **kw)
     except ClipprobeError:
         raise
     except Exception as e:  # torchvision raises RuntimeError, OSError, ValueError, ... for missing files
@@ -276,9 +283,11 @@ def _subset(split: Split, idx: np.ndarray) -> Split:
 
 def _per_class(pool: Split, n_train: int, n_test: int | None, seed: int) -> dict[str, Split]:
     """Train and test drawn per class from one pool (sorted by path first: file listings are not
-    ordered); each class keeps at least one test image, and test takes the rest where n_test is None."""
+    ordered); each class keeps at least one test image, and test takes the rest where n_test is None.
+    Ids are positions in the sorted pool."""
     if pool.paths is not None:
         pool = _subset(pool, np.asarray(sorted(range(len(pool.paths)), key=pool.paths.__getitem__), np.int64))
+        pool.ids = np.arange(len(pool.labels))   # ids: positions in the sorted pool
     rng = np.random.default_rng(seed)
     train, test = [], []
     for k in np.unique(pool.labels):
@@ -296,7 +305,12 @@ def _registered(entry: registry.Dataset, root: Path) -> tuple[dict[str, Split], 
     for s, kwargs in entry.splits.items():
         ds = _open(entry, root, kwargs)
         split, names = ds if isinstance(ds, tuple) else _to_split(entry, ds, root)
-        splits[s], classes = split, names or list(entry.classes)
+        names = names or list(entry.classes)
+        if classes is not None and names != classes:   # torchvision numbers some splits' classes on their own
+            raise ClipprobeError(f"data.name={entry.name}: its {s} split in {root} has other classes than its "
+                                 f"train split ({len(names)} against {len(classes)}); the files are incomplete: "
+                                 "delete them to download again")
+        splits[s], classes = split, names
     if entry.per_class:
         splits = _per_class(splits["train"], *entry.per_class, entry.seed)
     for s, n in entry.sample.items():
