@@ -92,3 +92,31 @@ def test_readme_dataset_table_is_the_registrys():
     assert registry.markdown_table() in readme
     listed = re.findall(r"^\| `([^`]+)` \| (?:torchvision|clipprobe) ", readme, flags=re.M)
     assert listed == list(registry.names())
+
+
+def test_voc2007_runs_through_every_stage_to_an_11_point_map(tmp_path, monkeypatch, no_network):
+    """prepare, extract, tune, train and evaluate (the stage scripts' main, in this process) on the
+    fake VOC2007: multi-hot labels reach the probe, C is searched on the val split's mAP."""
+    import json
+    import runpy
+
+    import yaml
+
+    from conftest import TINY
+    fake_datasets.voc2007(tmp_path / "raw")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(name="voc2007", root=str(tmp_path / "raw"))
+    params["model"].update(name=TINY, weights="random")
+    params["extract"].update(batch_size=4, device="cpu", workers=0)
+    params["train"].update(solver="torch", device="cpu", max_iter=50)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    for name in ("prepare", "extract", "tune", "train", "evaluate"):
+        runpy.run_path(str(REPO / "stages" / f"{name}.py"))["main"]()
+    tune = json.loads((tmp_path / "metrics" / "tune.json").read_text())
+    acc = json.loads((tmp_path / "metrics" / "accuracy.json").read_text())
+    assert tune["metric"] == acc["metric"] == "map11" and tune["n_val"] == 1
+    assert acc["score"] == acc["map11"] and 0 <= acc["score"] <= 100 and acc["n_train"] == 4
+    assert json.loads((tmp_path / "probe" / "probe.json").read_text())["multi_label"]
+    per_class = (tmp_path / "metrics" / "per_class.csv").read_text().splitlines()
+    assert len(per_class) == 1 + 20 and per_class[1].startswith("aeroplane,")
