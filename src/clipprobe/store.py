@@ -71,17 +71,9 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     _atomic(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
-def completed_shards(directory: Path, expected: int) -> int:
-    """How many shards, counted from the first, already exist (the resume point)."""
-    done = 0
-    while done < expected and (directory / shard_name(done)).is_file():
-        done += 1
-    return done
-
-
 def missing_shards(directory: Path, expected: int) -> list[int]:
-    """Indices of the shards not yet written: engines that finish shards out of order
-    resume by redoing exactly these."""
+    """Indices of the shards not yet written: what a resumed extraction computes (engines
+    may finish shards out of order, so this is not only a tail)."""
     return [i for i in range(expected) if not (directory / shard_name(i)).is_file()]
 
 
