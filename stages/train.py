@@ -21,7 +21,7 @@ def main():
     if (FEATURES / "val").is_dir():  # the official val split joins train for the final fit
         x_val, y_val, _, _ = store.read_features(FEATURES / "val")
         x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
-    start = probe.load_start(TUNED / "start.npz", np.unique(y))
+    start = probe.load_start(TUNED / "start.npz", probe.classes_of(y))
     clf = probe.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
                     device=p.train.device)
     keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")

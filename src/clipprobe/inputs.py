@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from clipprobe import folders
-from clipprobe.params import DATASETS, DataParams, ModelParams
+from clipprobe import folders, registry
+from clipprobe.params import DataParams, ModelParams
 
 SHA256_CACHE = Path(".cache/clipprobe/sha256.json")
 
@@ -28,7 +28,7 @@ def data_listing(p: DataParams) -> str:
     """The ImageFolder's files as `path<TAB>size<TAB>mtime_ns` lines (a header only for a
     named dataset, which `data.*` params identify)."""
     lines = ["path\tsize\tmtime_ns"]
-    if p.name not in DATASETS:
+    if registry.get(p.name) is None:
         root = Path(p.name)
         train_classes = folders.class_dirs(root / "train") if (root / "train").is_dir() else []
         for split in ("train", "test"):

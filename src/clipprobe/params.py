@@ -12,10 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from clipprobe import registry
 from clipprobe.errors import ClipprobeError
 
-DATASETS = ("cifar10", "cifar100", "stl10", "mnist", "fashion-mnist", "food101",
-            "flowers102", "oxford-pets", "dtd", "eurosat")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LAYERS = ("projection", "pre_projection")
@@ -95,11 +94,11 @@ def _int(key, v, minimum):
 
 
 def _check_data(p: DataParams) -> None:
+    known = ", ".join(registry.names())
     if not isinstance(p.name, str) or not p.name:
-        _fail("data.name", p.name, f"one of {', '.join(DATASETS)} or an ImageFolder path")
-    if p.name not in DATASETS and not Path(p.name).is_dir():
-        _fail("data.name", p.name,
-              f"one of {', '.join(DATASETS)} or an existing ImageFolder root with train/ and test/")
+        _fail("data.name", p.name, f"one of {known} or an ImageFolder path")
+    if registry.get(p.name) is None and not Path(p.name).is_dir():
+        _fail("data.name", p.name, f"one of {known} or an existing ImageFolder root with train/ and test/")
     if not isinstance(p.root, str) or not p.root:
         _fail("data.root", p.root, "a directory path")
     for d in (Path(p.root), *Path(p.root).parents):  # the part that exists must be a folder
