@@ -59,7 +59,7 @@ def fetch(root: Path, name: str, build: Callable[[Path, bool], T]) -> T:
     """The dataset `build(root, False)` opens, downloaded first if it is missing.
 
     `build(directory, download)` opens the dataset stored in `directory` (torchvision style: it
-    raises RuntimeError when `download` is False and the files are missing or incomplete) and
+    raises when `download` is False and the files are missing or incomplete) and
     downloads it there first when `download` is True. A missing dataset is downloaded into a
     staging directory under `root`, whose entries then replace those of `root` by rename; all of
     it under the dataset's lock, so concurrent callers wait and then find the finished copy.
@@ -70,7 +70,7 @@ def fetch(root: Path, name: str, build: Callable[[Path, bool], T]) -> T:
             shutil.rmtree(stale, ignore_errors=True)
         try:
             return build(root, False)
-        except RuntimeError:
+        except Exception:   # torchvision raises RuntimeError, OSError, ValueError, ... for missing files
             pass
         staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=root))
         try:
