@@ -70,6 +70,17 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class FewshotParams:
+    shots: tuple[int, ...] = (1, 2, 4, 8, 16)
+    seeds: int = 3
+
+
+@dataclass(frozen=True)
+class ZeroshotParams:
+    templates: str = "src/clipprobe/prompts.json"
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     model: ModelParams
@@ -77,6 +88,8 @@ class Params:
     C: float | str
     tune: TuneParams
     train: TrainParams
+    fewshot: FewshotParams = FewshotParams()
+    zeroshot: ZeroshotParams = ZeroshotParams()
 
 
 def _fail(key: str, value, allowed: str):
@@ -177,9 +190,27 @@ def _check_train(p: TrainParams) -> None:
     _device("train.device", p.device)
 
 
+def _check_fewshot(p: FewshotParams) -> None:
+    shots = p.shots
+    if not isinstance(shots, (list, tuple)) or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
+                                                   for k in shots):
+        _fail("fewshot.shots", shots, "a list of integers >= 1 (images per class), or [] to turn few-shot off")
+    if len(set(shots)) != len(shots):
+        _fail("fewshot.shots", shots, "a list without repeats")
+    _int("fewshot.seeds", p.seeds, 1)
+
+
+def _check_zeroshot(p: ZeroshotParams) -> None:
+    if not isinstance(p.templates, str) or not p.templates:
+        _fail("zeroshot.templates", p.templates, "the path of a prompts file (class names and templates)")
+    if p.templates != ZeroshotParams.templates and not Path(p.templates).is_file():  # the default ships
+        _fail("zeroshot.templates", p.templates, f"an existing prompts file (default {ZeroshotParams.templates})")
+
+
 _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_model),
              "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
-             "train": (TrainParams, _check_train)}
+             "train": (TrainParams, _check_train), "fewshot": (FewshotParams, _check_fewshot),
+             "zeroshot": (ZeroshotParams, _check_zeroshot)}
 _SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
 
 
@@ -204,10 +235,10 @@ def parse(raw: dict) -> Params:
     """Validate a params mapping (as read from params.yaml) into `Params`."""
     if not isinstance(raw, dict):
         raise ClipprobeError("params.yaml: expected a mapping at the top level")
-    unknown = sorted(set(raw) - {"data", "model", "extract", "C", "tune", "train"})
+    known = ("data", "model", "extract", "C", "tune", "train", "fewshot", "zeroshot")
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; "
-                             "known keys: data, model, extract, C, tune, train")
+        raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; known keys: {', '.join(known)}")
     sections = {name: _section(name, raw.get(name)) for name in _SECTIONS}
     return Params(C=_check_C(raw.get("C", "auto")), **sections)
 
