@@ -41,7 +41,8 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ks = sorted(int(k) for k in fewshot["results"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    ax.set_xscale("log", base=2)
     if ks:
         mean = [fewshot["results"][str(k)]["top1_mean"] for k in ks]
         std = [fewshot["results"][str(k)]["top1_std"] for k in ks]
@@ -49,10 +50,10 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
                         color="C0", alpha=0.2, linewidth=0, label=f"± std over {fewshot['seeds']} seeds")
         ax.plot(ks, mean, "o-", color="C0", label="few-shot linear probe (mean)")
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
     else:
         ax.text(0.5, 0.5, "no few-shot k could be run (see metrics/fewshot.json)", transform=ax.transAxes,
                 ha="center", va="center")
-    ax.set_xscale("log", base=2)
     ax.axhline(result["zeroshot_top1"], color="C3", linestyle="--",
                label=f"zero-shot {result['zeroshot_top1']:.1f}% (worth {result['zeroshot_worth_shots']} shots)")
     ax.axhline(result["full_data_top1"], color="C2", linestyle=":",
@@ -63,7 +64,7 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
     ax.set_ylabel("test top-1 (%)")
     ax.set_title(f"{result['dataset']}: {result['model']} ({result['weights']})", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
