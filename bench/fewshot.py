@@ -6,11 +6,13 @@ tune stage, C: auto), with `train.solver: torch`.
 
     python bench/fewshot.py                      # generated features (see below), 2 torch threads
     python bench/fewshot.py --features bench     # the probe benchmark's small set (bench/features.py)
+    python bench/fewshot.py --features DIR       # a clipprobe project's features/ (e.g. after make demo)
 
 Features: `generated` are seeded Gaussian class clusters in 512 dimensions (class means in a
 64-d subspace, anisotropic noise with a decaying spectrum), 10,000 train / 2,000 test for 10
 classes; `bench` is bench/features.py's `small` set (untrained ViT-B/32 features of Fashion-MNIST,
-10,000 / 2,000; about 15 minutes to build once). The 1000-class case is always generated:
+10,000 / 2,000; about 15 minutes to build once); or the features a clipprobe project has cached.
+The 1000-class case is always generated:
 16 shots x 1000 classes to fit, 4 x 1000 to validate on.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipprobe import fewshot, probe, splits
+from clipprobe import fewshot, probe, splits, store
 
 SHOTS, SEEDS = (1, 2, 4, 8, 16), 3
 
@@ -40,6 +42,10 @@ def generated(n_per_class: int, n_classes: int, dim: int = 512, seed: int = 0, s
 
 
 def ten_classes(source: str):
+    if source not in ("generated", "bench"):  # a clipprobe project's features/ folder
+        x, y, _, _ = store.read_features(Path(source) / "train")
+        x_te, y_te, _, _ = store.read_features(Path(source) / "test")
+        return x, y, x_te, y_te
     if source == "bench":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from features import load
@@ -87,7 +93,8 @@ def thousand(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--features", choices=("generated", "bench"), default="generated")
+    ap.add_argument("--features", default="generated",
+                    help="generated | bench | a clipprobe project's features/ folder (train/ and test/)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--case", choices=("10", "1000", "both"), default="both", help="which comparison to run")
