@@ -1,6 +1,6 @@
 """fewshot: k-shot probes over seeds on the cached features -> metrics/fewshot.json, metrics/fewshot.csv."""
 
-from clipprobe import fewshot, params, report, store
+from clipprobe import fewshot, params, registry, report, store
 from clipprobe.stage import FEATURES, METRICS, run
 
 
@@ -10,7 +10,10 @@ def main():
     x, y, _, manifest = store.read_features(FEATURES / "train")
     classes = manifest["classes"]
     runs, skipped = [], []
-    if shots:
+    if y.ndim == 2:  # k images per class is not defined when an image has several classes
+        print(f"few-shot is not defined for the multi-label {manifest['dataset']}; fewshot.json stays empty")
+        shots = []
+    elif shots:
         val = None
         if (FEATURES / "val").is_dir():  # the dataset's official validation split
             x_val, y_val, _, _ = store.read_features(FEATURES / "val")
@@ -18,7 +21,7 @@ def main():
         x_te, y_te, _, _ = store.read_features(FEATURES / "test")
         runs, skipped = fewshot.grid(
             x, y, x_te, y_te, shots, seeds, val=val, max_iter=p.train.max_iter, solver=p.train.solver,
-            device=p.train.device,
+            device=p.train.device, metric=registry.metric_of(manifest["dataset"]),
             on_run=lambda r: print(f"{r.k:>3}-shot seed {r.seed}: C = {r.C:.4g}, test top-1 {r.test['top1']:.2f}%"))
         for s in skipped:
             print(fewshot.skip_note(s, classes))

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from clipprobe import datasets, devices, encoders, params, prompts, text
+from clipprobe import datasets, devices, encoders, params, prompts, registry, text
 from clipprobe.stage import PREPARED, TEXT, run
 
 
@@ -14,7 +14,7 @@ def main():
     p = params.load()
     info = datasets.read_info(PREPARED)
     dataset, classes = info["dataset"], info["classes"]
-    ps = prompts.load(p.zeroshot.templates, dataset, classes, named=dataset in params.DATASETS)  # before the model
+    ps = prompts.load(p.zeroshot.templates, dataset, classes, named=registry.get(dataset) is not None)  # before the model
     encoder = encoders.load_text_encoder(p.model.name, p.model.weights)
     emb = text.class_embeddings(encoder, ps, devices.pick_device("auto"))
     arrays = {"class_emb": emb}

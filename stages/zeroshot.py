@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from clipprobe import report, store, zeroshot
+from clipprobe import registry, report, store, zeroshot
 from clipprobe.stage import FEATURES, METRICS, TEXT, run
 
 
@@ -16,11 +16,12 @@ def main():
         class_emb = arrays["class_emb"]
         proj = arrays["image_proj"] if manifest["layer"] == "pre_projection" else None
     scores = zeroshot.scores(x, class_emb, proj)
-    result = {**report.metrics(y, scores, np.arange(len(meta["classes"]))), "n_test": len(y),
+    metric = registry.metric_of(meta["dataset"])
+    result = {**report.metrics(y, scores, np.arange(len(meta["classes"])), metric), "n_test": len(y),
               "n_templates": len(meta["templates"]), "layer": manifest["layer"],
               "dataset": meta["dataset"], "model": meta["model"], "weights": meta["weights"]}
     report.write_json(METRICS / "zeroshot.json", result)
-    print(f"zero-shot test top-1 {result['top1']:.2f}% on {len(y)} images ({meta['model']}, {meta['weights']}, "
+    print(f"zero-shot test {metric} {result['score']:.2f}% on {len(y)} images ({meta['model']}, {meta['weights']}, "
           f"{len(meta['templates'])} templates); metrics in {METRICS / 'zeroshot.json'}")
 
 

@@ -103,8 +103,9 @@ def _prepare(source, tmp_path):
 
 
 def _extract(enc, prepared, scratch, dtype, workers=0):
-    return features.extract_split(enc, prepared, "train", scratch, batch_size=32, workers=workers, shard_size=50,
-                                  device=CPU, dtype=dtype, identity={}, fp="t")
+    spec = features.spec(enc, TINY, "random", "projection", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
+    return features.extract_split(enc, prepared, "train", scratch, spec, "t", device=CPU, dtype=dtype,
+                                  workers=workers)
 
 
 @pytest.mark.parametrize("source", ["fashion-mnist", "image-folder"])

@@ -40,8 +40,8 @@ def test_repro_runs_fewshot_zeroshot_and_compare_and_skips_the_k_a_class_cannot_
     zs = _json(dest, "zeroshot")
     assert zs["n_test"] == 120 and 0 <= zs["top1"] <= 100 and zs["n_templates"] == 3
     cmp = _json(dest, "compare")
-    assert cmp["zeroshot_top1"] == zs["top1"] and cmp["full_data_top1"] == _json(dest, "accuracy")["top1"]
-    assert cmp["fewshot_top1"] == {k: r["top1_mean"] for k, r in fs["results"].items()}
+    assert cmp["metric"] == "top1" and cmp["zeroshot"] == zs["top1"] and cmp["full_data"] == _json(dest, "accuracy")["top1"]
+    assert cmp["fewshot"] == {k: r["top1_mean"] for k, r in fs["results"].items()}
     assert (dest / "plots" / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = run(["dvc", "plots", "show", "-o", "rendered"], dest, env)
     assert "rendered" in html and "fewshot.png" in (dest / "rendered" / "index.html").read_text()
@@ -68,7 +68,7 @@ def test_changing_C_reruns_neither_fewshot_nor_zeroshot(project):
     _set_params(dest, None, C=0.5)
     out = run(["dvc", "repro"], dest, env)
     assert _ran(out) == {"tune", "train", "evaluate", "compare"}
-    assert _json(dest, "compare")["full_data_top1"] == _json(dest, "accuracy")["top1"]
+    assert _json(dest, "compare")["full_data"] == _json(dest, "accuracy")["top1"]
 
 
 def test_bad_templates_file_stops_text_with_one_line_and_keeps_its_output(project):

@@ -62,9 +62,11 @@ def _ours(weights, images, tmp_path, layer="projection"):
     prepared = tmp_path / "prepared"
     info = datasets.prepare(DataParams(name=str(images)), prepared)
     enc = encoders.load_encoder(TINY_OPENAI, str(weights), layer)
-    manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", batch_size=5, workers=0,
-                                      shard_size=7, device=torch.device("cpu"), dtype=torch.float32,
-                                      identity={}, fp="x")
+    cpu = torch.device("cpu")
+    spec = features.spec(enc, TINY_OPENAI, str(weights), layer, batch_size=5, shard_size=7, device=cpu,
+                         dtype=torch.float32)
+    manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "x", device=cpu,
+                                      dtype=torch.float32, workers=0)
     x, _, ids, _ = store.read_features(tmp_path / "scratch")
     paths = datasets.read_split(prepared, "train").column("path").to_pylist()
     return x, [images / p for p in paths], manifest, info

@@ -37,15 +37,19 @@ def _params(**extract):
                                      "ray": {"actors": 2}, **extract}})
 
 
+def _spec(encoder, p):
+    return features.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
+                         shard_size=p.extract.shard_size, device=CPU, dtype=FP32)
+
+
 def _local(encoder, prepared, split, scratch, p):
-    return features.extract_split(encoder, prepared, split, scratch, batch_size=p.extract.batch_size,
-                                  workers=0, shard_size=p.extract.shard_size, device=CPU, dtype=FP32,
-                                  identity={"model": TINY}, fp="fp")
+    return features.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", device=CPU,
+                                  dtype=FP32, workers=0)
 
 
 def _ray(encoder, prepared, split, scratch, p):
-    return ray_engine.extract_split(encoder, prepared, split, scratch, model=p.model, extract=p.extract,
-                                    device=CPU, dtype=FP32, identity={"model": TINY}, fp="fp")
+    return ray_engine.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", model=p.model,
+                                    extract=p.extract, device=CPU, dtype=FP32)
 
 
 @pytest.fixture(scope="module")

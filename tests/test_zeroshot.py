@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from clipprobe import params, prompts, zeroshot
+from clipprobe import prompts, registry, zeroshot
 from clipprobe.errors import ClipprobeError
 from conftest import REPO
 
@@ -15,7 +15,7 @@ PACKAGE_PROMPTS = REPO / "src" / "clipprobe" / "prompts.json"
 
 def test_every_named_dataset_has_the_papers_prompts_in_the_package_file():
     entries = json.loads(PACKAGE_PROMPTS.read_text())
-    for name in params.DATASETS:
+    for name in registry.names():
         entry = entries[name]
         assert entry["source"]
         if "classnames" in entry and entry["classnames"] is not None:
@@ -98,3 +98,11 @@ def test_features_of_another_model_are_refused():
     zeroshot.check_features(info, dict(info), "features/test")
     with pytest.raises(ClipprobeError, match="weights_id"):
         zeroshot.check_features(info, {**info, "weights_id": "b"}, "features/test")
+
+
+def test_package_prompts_fit_the_registrys_fixed_class_lists():
+    for name in registry.names():
+        entry = registry.get(name)
+        if entry.classes is not None:
+            p = prompts.load(PACKAGE_PROMPTS, name, list(entry.classes), named=True)
+            assert len(p.classnames) == len(entry.classes), name

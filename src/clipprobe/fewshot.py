@@ -95,19 +95,20 @@ def _torch_threads(size: int, solver: str):
 
 @dataclass
 class Run:
-    """One (k, seed) probe: its chosen C, validation and test metrics."""
+    """One (k, seed) probe: its chosen C, validation score and test metrics."""
     k: int
     seed: int
     C: float
-    val_top1: float
+    val_score: float
     test: dict
 
 
 def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, shots, seeds: int,
          val: tuple[np.ndarray, np.ndarray] | None = None, max_iter: int = 1000, solver: str = "torch",
-         device: str = "auto", on_run=None) -> tuple[list[Run], list[Shortage]]:
+         device: str = "auto", metric: str = "top1", on_run=None) -> tuple[list[Run], list[Shortage]]:
     """Every (k, seed) probe of the grid: C searched (`probe.search_C`, the paper's protocol) on
-    the validation images, the probe at that C fitted on the k shots, scored on the test features.
+    the validation images by the dataset's headline `metric`, the probe at that C fitted on the
+    k shots, scored on the test features. Single-label datasets only.
 
     A k some class cannot supply is skipped (returned as a `Shortage`), the rest still run.
     `val`: the dataset's official val split (features, labels), where it has one.
@@ -124,28 +125,33 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
             tr, va = sample(y, k, seed, labels, y_val)
             x_va, y_va = (x[va], y[va]) if val is None else (val[0][va], y_val[va])
             with _torch_threads(len(tr) * (x.shape[1] + 1) * len(labels), solver):
-                s = probe.search_C(x[tr], y[tr], x_va, y_va, max_iter=max_iter, solver=solver, device=device)
-            test = report.metrics(y_test, s.probe.predict_proba(x_test), s.probe.classes_)
-            runs.append(Run(k, seed, s.C, s.val_top1, test))
+                s = probe.search_C(x[tr], y[tr], x_va, y_va, max_iter=max_iter, solver=solver, device=device,
+                                   score=report.scorer(metric))
+            test = report.metrics(y_test, s.probe.predict_proba(x_test), s.probe.classes_, metric)
+            runs.append(Run(k, seed, s.C, s.val_score, test))
             if on_run is not None:
                 on_run(runs[-1])
     return runs, skipped
 
 
 def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots, seeds: int) -> dict:
-    """`metrics/fewshot.json`: per k the mean and std (numpy's, ddof=0) over seeds of test top-1
-    and mean per-class recall, and each seed's values and chosen C; the skipped k."""
-    out = {"shots": list(shots), "seeds": seeds, "n_classes": len(classes), "results": {}, "skipped": []}
+    """`metrics/fewshot.json`: per k the mean and std (numpy's, ddof=0) over seeds of test top-1,
+    mean per-class recall and the headline score, and each seed's values and chosen C; the skipped k."""
+    metric = runs[0].test["metric"] if runs else None
+    out = {"shots": list(shots), "seeds": seeds, "n_classes": len(classes), "metric": metric, "results": {},
+           "skipped": []}
     for k in sorted({r.k for r in runs}):
         rs = [r for r in runs if r.k == k]
         top1 = np.array([r.test["top1"] for r in rs])
         recall = np.array([r.test["mean_per_class_recall"] for r in rs])
+        score = np.array([r.test["score"] for r in rs])
         out["results"][str(k)] = {
             "top1_mean": round(float(top1.mean()), 4), "top1_std": round(float(top1.std()), 4),
+            "score_mean": round(float(score.mean()), 4), "score_std": round(float(score.std()), 4),
             "mean_per_class_recall_mean": round(float(recall.mean()), 4),
             "mean_per_class_recall_std": round(float(recall.std()), 4),
             "per_seed": {str(r.seed): {"top1": r.test["top1"], "mean_per_class_recall": r.test["mean_per_class_recall"],
-                                       "C": r.C, "val_top1": r.val_top1} for r in rs}}
+                                       "C": r.C, "val_score": r.val_score} for r in rs}}
     out["skipped"] = [{"k": s.k, "class": classes[s.label], "split": s.split, "have": s.have, "need": s.need}
                       for s in skipped]
     return out

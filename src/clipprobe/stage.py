@@ -14,6 +14,9 @@ from pathlib import Path
 
 from clipprobe.errors import ClipprobeError
 
+INPUTS = Path("inputs")  # what the inputs stage writes down about the user's files
+DATA_LISTING = INPUTS / "data.tsv"    # the ImageFolder's files: prepare depends on it
+MODEL_RECORD = INPUTS / "model.json"  # model.name / model.weights with file hashes: extract depends on it
 PREPARED = Path("data/prepared")
 FEATURES = Path("features")
 TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
@@ -33,8 +36,9 @@ class StagePaths:
 # tune and train read features/train and, where the dataset has one, features/val: they
 # depend on features/ as a whole, which only extraction writes.
 STAGES = {
-    "prepare": StagePaths(reads=(), writes=(PREPARED,)),
-    "extract": StagePaths(reads=(PREPARED,), writes=(FEATURES,)),
+    "inputs": StagePaths(reads=(), writes=(DATA_LISTING, MODEL_RECORD)),
+    "prepare": StagePaths(reads=(DATA_LISTING,), writes=(PREPARED,)),
+    "extract": StagePaths(reads=(PREPARED, MODEL_RECORD), writes=(FEATURES,)),
     "tune": StagePaths(reads=(FEATURES,),
                        writes=(TUNED, METRICS / "tune.json", METRICS / "tune_curve.csv")),
     "train": StagePaths(reads=(FEATURES, METRICS / "tune.json", TUNED), writes=(PROBE,)),
@@ -42,7 +46,7 @@ STAGES = {
                            writes=(METRICS / "accuracy.json", METRICS / "confusion.csv",
                                    METRICS / "per_class.csv")),
     "fewshot": StagePaths(reads=(FEATURES,), writes=(METRICS / "fewshot.json", METRICS / "fewshot.csv")),
-    "text": StagePaths(reads=(PREPARED / "info.json",), writes=(TEXT,), param_reads=("zeroshot.templates",)),
+    "text": StagePaths(reads=(PREPARED / "info.json", MODEL_RECORD), writes=(TEXT,), param_reads=("zeroshot.templates",)),
     "zeroshot": StagePaths(reads=(TEXT, FEATURES / "test"), writes=(METRICS / "zeroshot.json",)),
     "compare": StagePaths(reads=(METRICS / "fewshot.json", METRICS / "zeroshot.json", METRICS / "accuracy.json"),
                           writes=(METRICS / "compare.json", PLOTS / "fewshot.png")),
