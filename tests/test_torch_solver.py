@@ -35,7 +35,7 @@ def test_imagenet_shape_on_a_small_budget_is_chunked_within_it():
     and gradient 15.5 GB more, so a 12 GB budget takes the rows in chunks."""
     n, d, k = 1_281_167, 1024, 1000
     p = Plan(n, d, k, 4, budget=12 * 10**9)
-    assert n * d * 4 < p.fixed < n * d * 4 + 0.3e9
+    assert n * d * 4 < p.fixed < n * d * 4 + 0.5e9
     assert p.chunks == 3 and p.peak <= p.budget
     assert Plan(n, d, k, 4, budget=10**12).peak == pytest.approx(21.0e9, rel=0.01)   # one pass
 

@@ -50,6 +50,7 @@ F64 = 8  # bytes
 # gradients, line-search copies, the weights and the closure's accumulators (24 counted, 8 spare)
 STATE_ARRAYS = 32
 EIGH_ARRAYS = 5  # d x d float64 arrays while the eigenbasis is built: Gram, eigenvectors, workspace
+RUNTIME = 2**27  # BLAS and cuBLAS workspaces and buffers: ~0.1 GB above the arrays counted, measured on CPU
 BUILD_ROWS = 2**16  # the most rows per chunk of the build: larger ones gain nothing, and at d = 1024 take 1.3 GB
 
 
@@ -113,13 +114,13 @@ class Plan:
 
     @property
     def fixed(self) -> int:
-        """Held through every fit: Z, the labels, the eigenbasis and L-BFGS's arrays."""
+        """Held through every fit: Z, the labels, the eigenbasis, L-BFGS's arrays, the runtime's buffers."""
         return (self.n * self.d * self.itemsize + self.n * 8 + self.d * self.d * F64
-                + STATE_ARRAYS * self.k * (self.d + 1) * F64)
+                + STATE_ARRAYS * self.k * (self.d + 1) * F64 + RUNTIME)
 
     @property
     def build_fixed(self) -> int:
-        return self.n * self.d * self.itemsize + self.n * 8 + EIGH_ARRAYS * self.d * self.d * F64
+        return self.n * self.d * self.itemsize + self.n * 8 + EIGH_ARRAYS * self.d * self.d * F64 + RUNTIME
 
     @property
     def row_bytes(self) -> int:
