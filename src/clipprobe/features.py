@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from clipprobe import __version__, preprocess, store
+from clipprobe import __version__, jpeg, preprocess, store
 from clipprobe.datasets import SplitImages, iter_split, split_rows
 from clipprobe.models import Encoder, file_sha256
 
@@ -80,10 +80,11 @@ def split_fingerprint(encoder: Encoder, prepared: Path, split: str, identity: di
 
 def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *, batch_size: int,
                   workers: int, shard_size: int, device: torch.device, dtype: torch.dtype,
-                  identity: dict, fp: str) -> dict:
+                  identity: dict, fp: str, jpeg_on_device: bool | None = None) -> dict:
     """Extract one prepared split into the scratch directory `scratch`, resuming at its
     first missing shard, and return the split's manifest (written last, as the mark of a
-    finished split)."""
+    finished split).  `jpeg_on_device`: decode JPEG files on `device` (`jpeg.applies`;
+    None = on CUDA)."""
     from torch.utils.data import DataLoader
 
     if (scratch / store.MANIFEST).is_file():
@@ -101,10 +102,12 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *
     for s, table in enumerate(iter_split(prepared, split, shard_size)):
         if s < done:
             continue
-        loader = DataLoader(SplitImages(table, info["root"], prep.host), batch_size=batch_size,
-                            num_workers=workers, collate_fn=preprocess.collate_by_shape,
+        images, step, collate = SplitImages(table, info["root"], prep.host), prep, preprocess.collate_by_shape
+        if jpeg.applies(table.column_names, prep, device, jpeg_on_device):
+            images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate
+        loader = DataLoader(images, batch_size=batch_size, num_workers=workers, collate_fn=collate,
                             pin_memory=device.type == "cuda")
-        emb = encode_batches(encoder, loader, prep, device, dtype, bar.update)
+        emb = encode_batches(encoder, loader, step, device, dtype, bar.update)
         paths = table.column("path").to_pylist() if "path" in table.column_names else None
         store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
                           emb, paths)
