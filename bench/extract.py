@@ -11,6 +11,7 @@ Model loading and a one-batch warm-up of each model are outside the timings.
     python bench/extract.py                                     # 500 Fashion-MNIST images, ViT-B/32
     python bench/extract.py --device cuda --images 20000 --data DIR --repeats 2
     python bench/extract.py --probe --images 2000               # + linear-probe accuracy, fp32 vs fast
+    python bench/extract.py --engine ray --actors 1,2           # the Ray engine per actor count vs the local one
     python bench/extract.py --device cuda --jpeg 500x375 --images 20000 --no-canonical  # JPEG files, decoded on the GPU
 
 `--jpeg WxH` generates JPEG files of that size (quality 90, photo-like: a smooth random colour
@@ -40,7 +41,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
-from clipprobe import features, models, probe, store
+from clipprobe import devices, encoders, features, params, probe, splits, store
 from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES, stage_fashion_mnist
 from clipprobe.errors import ClipprobeError
 
@@ -135,10 +136,11 @@ def canonical(model, dataset, n: int, device: torch.device, dtype: torch.dtype) 
     return torch.cat(all_features).float().cpu().numpy()
 
 
-def clipprobe(encoder, prepared: Path, scratch: Path, args, device, dtype, jpeg_on_device=None) -> np.ndarray:
-    features.extract_split(encoder, prepared, "bench", scratch, batch_size=args.batch, workers=args.workers_n,
-                           shard_size=10000, device=device, dtype=dtype, identity={}, fp="bench",
-                           jpeg_on_device=jpeg_on_device)
+def clipprobe_extract(encoder, prepared: Path, scratch: Path, args, device, dtype, jpeg_on_device=None) -> np.ndarray:
+    spec = features.spec(encoder, args.model, args.weights, "projection", batch_size=args.batch, shard_size=10000,
+                         device=device, dtype=dtype)
+    features.extract_split(encoder, prepared, "bench", scratch, spec, "bench", device=device, dtype=dtype,
+                           workers=args.workers_n, jpeg_on_device=jpeg_on_device)
     return store.read_features(scratch)[0]
 
 
@@ -168,7 +170,7 @@ PROBE = dict(max_iter=100_000, solver="torch", device="cpu")
 def search_C(x: np.ndarray, y: np.ndarray) -> float:
     """The CLIP-protocol C for the train half (first half of the rows), searched on a stratified 20% of it."""
     half = len(y) // 2
-    tr, val = probe.validation_split(y[:half], 0.2, 0)
+    tr, val = splits.validation_split(y[:half], 0.2, 0)
     return probe.search_C(x[tr], y[tr], x[val], y[val], **PROBE).C
 
 
@@ -178,14 +180,39 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, C: float) -> float:
     return float(np.mean(probe.fit(x[:half], y[:half], C, **PROBE).predict(x[half:]) == y[half:]) * 100)
 
 
+def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, model: str = "ViT-B/32",
+            weights: str = "random", batch_size: int = 50, shard_size: int = 250,
+            address: str | None = None) -> list[dict]:
+    """One row per actor count: images, seconds and images/s of extracting `split` on Ray (CPU),
+    each into a fresh scratch (a finished one would be reused), actor start and model loads included."""
+    from clipprobe import ray_engine
+
+    base = {"model": {"name": model, "weights": weights},
+            "extract": {"engine": "ray", "batch_size": batch_size, "shard_size": shard_size}}
+    p = params.parse(base)
+    encoder = encoders.load_encoder(p.model.name, p.model.weights, p.extract.layer)
+    device, dtype = torch.device("cpu"), devices.pick_precision(p.extract.precision, torch.device("cpu"))
+    rows = []
+    with ray_engine.connected(address), tempfile.TemporaryDirectory() as tmp:
+        for i, n in enumerate(actor_counts):
+            p = params.parse({**base, "extract": {**base["extract"], "ray": {"actors": n}}})
+            start = time.perf_counter()
+            spec = features.spec(encoder, model, weights, p.extract.layer, batch_size=batch_size,
+                                 shard_size=shard_size, device=device, dtype=dtype)
+            manifest = ray_engine.extract_split(encoder, prepared, split, Path(tmp) / f"run{i}", spec, "bench",
+                                                model=p.model, extract=p.extract, device=device, dtype=dtype)
+            seconds = time.perf_counter() - start
+            rows.append({"engine": "ray", "actors": n, "images": manifest["rows"], "seconds": round(seconds, 1),
+                         "images_per_s": round(manifest["rows"] / seconds, 1)})
+    return rows
+
+
 def ray_vs_local(encoder, prepared: Path, tmp: Path, args, device, dtype, n: int) -> None:
     """The Ray engine's images/s per actor count next to the local engine's, same images."""
-    from ray_scaling import scaling   # bench/ is on sys.path when this runs as a script
-
     if device.type != "cpu":
         raise ClipprobeError("--engine ray measures CPU actors here: run it with --device cpu")
     start = time.perf_counter()
-    clipprobe(encoder, prepared, tmp / "local", args, device, dtype)
+    clipprobe_extract(encoder, prepared, tmp / "local", args, device, dtype)
     local = n / (time.perf_counter() - start)
     print(f"      local: {local:9.1f} images/s")
     for row in scaling([int(a) for a in args.actors.split(",")], prepared, "bench", model=args.model,
@@ -220,8 +247,8 @@ def main() -> None:
                     help="also fit the linear probe on canonical fp32 and on clipprobe's features")
     args = ap.parse_args()
 
-    device = models.pick_device(args.device)
-    dtype = models.pick_precision(args.precision, device)
+    device = devices.pick_device(args.device)
+    dtype = devices.pick_precision(args.precision, device)
     canon_dtype = torch.float16 if device.type == "cuda" else torch.float32
     as_int = lambda v: v if v == "auto" else int(v)
     args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
@@ -236,8 +263,8 @@ def main() -> None:
 
     import open_clip
 
-    encoder = models.place(models.load_encoder(args.model, args.weights), device, dtype)
-    torch.manual_seed(models.RANDOM_SEED)   # the same weights as load_encoder's, for random
+    encoder = encoders.place(encoders.load_encoder(args.model, args.weights), device, dtype)
+    torch.manual_seed(encoders.RANDOM_SEED)   # the same weights as load_encoder's, for random
     model, _, preprocess = open_clip.create_model_and_transforms(
         encoder.arch, pretrained=None if args.weights == "random" else args.weights,
         force_quick_gelu="/" in args.model)
@@ -285,12 +312,12 @@ def main() -> None:
                 t, x_c = timed(lambda: canonical(model, data, n, device, canon_dtype), device)
                 runs["canonical"].append(t)
             if "clipprobe" in sides:
-                t, x_f = timed(lambda: clipprobe(encoder, prepared, tmp / f"features{r}", args, device, dtype,
-                                                 jpeg_on_device=on_device or None), device)
+                t, x_f = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"features{r}", args, device, dtype,
+                                                         jpeg_on_device=on_device or None), device)
                 runs["clipprobe"].append(t)
             if "clipprobe, PIL decode" in sides:
-                t, x_p = timed(lambda: clipprobe(encoder, prepared, tmp / f"pil{r}", args, device, dtype,
-                                                 jpeg_on_device=False), device)
+                t, x_p = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"pil{r}", args, device, dtype,
+                                                         jpeg_on_device=False), device)
                 runs["clipprobe, PIL decode"].append(t)
             if "model only" in sides:
                 runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype),

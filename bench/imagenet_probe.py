@@ -5,7 +5,7 @@
     python bench/imagenet_probe.py --scale 0.1                       # a tenth of the rows
     python bench/imagenet_probe.py --memory 2GB                      # train.memory (default auto)
     python bench/imagenet_probe.py --fit 1.0 --n 200000 --memory 1GB # one cold fit at C = 1 instead, to read its peak memory
-    python bench/imagenet_probe.py --real                            # the probe benchmark's features (bench/features.py)
+    python bench/imagenet_probe.py --real large                      # the probe benchmark's features (clipprobe.benchsets)
 
 Synthetic features with a known optimum: k class means drawn at random, each sample its class's
 mean plus unit Gaussian noise, then every feature scaled (log-uniform over 0.05..1) and shifted,
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipprobe import probe, store, torch_solver
+from clipprobe import benchsets, params, probe, splits, torch_solver
+from clipprobe.devices import pick_device
 from clipprobe.errors import ClipprobeError
-from clipprobe.models import pick_device
 
 IMAGENET = dict(n=1_281_167, d=1024, k=1000, n_test=50_000)  # ILSVRC-2012 train images, val as test
 SEPARATION = 5.5  # expected distance between two class means, in noise standard deviations (~72% Bayes top-1 at 1000 classes)
@@ -79,15 +79,6 @@ def synthetic(n: int, n_test: int, d: int, k: int, seed: int = 0):
     m = torch.from_numpy(means)
     nearest = ((m * m).sum(1) - 2 * unscaled @ m.T).argmin(1).numpy()  # Bayes: the nearest mean
     return x_all[:n], y_all[:n], x_test, y_test, float(np.mean(nearest == y_test) * 100)
-
-
-def real():
-    """(x, y, x_test, y_test) of bench/features.py's cached features (all of them)."""
-    dirs = [CACHE / "features" / s for s in ("train", "test")]
-    if not all((d / store.MANIFEST).is_file() for d in dirs):
-        raise ClipprobeError(f"--real: no cached features in {CACHE / 'features'}; run python bench/features.py first")
-    (x, y, _, _), (x_te, y_te, _, _) = (store.read_features(d) for d in dirs)
-    return x, y, x_te, y_te
 
 
 def sync(device):
@@ -171,7 +162,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=IMAGENET["k"], help="classes (default 1000)")
     ap.add_argument("--n-test", type=int, help="test rows (default: 50,000 x n / 1,281,167, at least k)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--real", action="store_true", help="bench/features.py's cached features instead")
+    ap.add_argument("--real", choices=tuple(benchsets.SETS),
+                    help="the probe benchmark's Fashion-MNIST features instead (built into bench/.cache/ if missing)")
     ap.add_argument("--device", default="auto", help="train.device")
     ap.add_argument("--memory", default="auto", help="train.memory: auto, bytes, or e.g. 8GB")
     ap.add_argument("--max-iter", type=int, default=1000, help="train.max_iter")
@@ -180,37 +172,39 @@ def main() -> None:
                     help="CUDA: let float32 matmuls use TF32 (not clipprobe's default; to measure what it would give)")
     a = ap.parse_args()
     device = pick_device(a.device, param="--device")
+    memory = params.memory_bytes(a.memory)
     if a.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
 
     n = a.n or round(IMAGENET["n"] * a.scale)
     n_test = a.n_test or max(a.k, round(IMAGENET["n_test"] * n / IMAGENET["n"]))
-    t, data = timed(lambda: real() if a.real else synthetic(n, n_test, a.d, a.k, a.seed), device)
+    t, data = timed(lambda: benchsets.load(a.real, CACHE) if a.real else synthetic(n, n_test, a.d, a.k, a.seed),
+                    device)
     x, y, x_te, y_te = data[:4]
     n, d, k = *x.shape, len(np.unique(y))
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU, {torch.get_num_threads()} threads")
-    print(f"{'cached bench features' if a.real else 'synthetic'}: {n:,} x {d} float32 train, {len(y_te):,} test, {k} classes "
+    print(f"{f'benchmark set {a.real}' if a.real else 'synthetic'}: {n:,} x {d} float32 train, {len(y_te):,} test, {k} classes "
           f"(made in {t:.1f}s); {where}; train.memory {a.memory}" + (", TF32 matmuls" if a.tf32 else ""), flush=True)
     base = rss_bytes() if device.type == "cpu" else 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     if a.fit is not None:
-        t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, a.memory), device)
+        t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, memory), device)
         evals = counting(problem)
         t_fit, clf = timed(lambda: probe.fit(problem, None, a.fit, a.max_iter, solver="torch"), device)
         iters, C, t_total = int(np.max(clf.n_iter_)), a.fit, t_build + t_fit
         print(f"one fit at C = {C:g}: build {t_build:.1f}s, fit {t_fit:.1f}s, {iters} L-BFGS iterations")
     else:
-        tr, val = probe.validation_split(y, 0.2, 0)
+        tr, val = splits.validation_split(y, 0.2, 0)
         t_search, s = timed(lambda: probe.search_C(x[tr], y[tr], x[val], y[val], a.max_iter, solver="torch",
-                                                   device=a.device, memory=a.memory), device)
+                                                   device=a.device, memory=memory), device)
         search_iters = sum(it for _, _, it in s.fits)
         print(f"search: {s.n_fits} fits, {search_iters} L-BFGS iterations, {t_search:.1f}s (C = {s.C:.5g}, "
               f"validation top-1 {s.val_top1:.2f}%" + (", coarse grid stopped past the peak)" if s.early_exit else ")"),
               flush=True)
-        t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, a.memory), device)
+        t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, memory), device)
         evals = counting(problem)
         t_fit, clf = timed(lambda: probe.fit(problem, None, s.C, a.max_iter, solver="torch", start=s.probe), device)
         iters, C, t_total = int(np.max(clf.n_iter_)), s.C, t_search + t_build + t_fit

@@ -23,15 +23,17 @@ import argparse
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-import features
-from clipprobe import probe
+from clipprobe import benchsets, probe, splits
 from clipprobe.params import TrainParams
+
+CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def _top1(clf, x, y) -> float:
@@ -63,7 +65,7 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all, converged=False):
     return clf, c_final, acc_final, len(grid) + 2 * 8 + 1
 
 
-def clipprobe(x_tr, y_tr, x_val, y_val, x_all, y_all, solver="sklearn"):
+def clipprobe_search(x_tr, y_tr, x_val, y_val, x_all, y_all, solver="sklearn"):
     s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=1000, solver=solver)
     clf = probe.fit(x_all, y_all, s.C, 1000, solver=solver, start=s.probe)
     return clf, s.C, s.val_top1, s.n_fits + 1
@@ -85,7 +87,7 @@ def sweep(x_tr, y_tr, x_val, y_val, x_all, y_all, x_te, y_te):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--set", choices=tuple(features.SETS), default="small")
+    ap.add_argument("--set", choices=tuple(benchsets.SETS), default="small")
     ap.add_argument("--runs", type=int, default=1, help="runs of each protocol, alternating; medians")
     ap.add_argument("--only", choices=("peer", "clipprobe"), help="run one protocol (to time it alone)")
     ap.add_argument("--solver", choices=("torch", "sklearn"), default=TrainParams.solver,
@@ -96,15 +98,15 @@ def main():
     a = ap.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)  # both protocols stop at max_iter alike
 
-    x_all, y_all, x_te, y_te = features.load(a.set)
-    tr, val = probe.validation_split(y_all, 0.2, 0)
+    x_all, y_all, x_te, y_te = benchsets.load(a.set, CACHE)
+    tr, val = splits.validation_split(y_all, 0.2, 0)
     data = (x_all[tr], y_all[tr], x_all[val], y_all[val], x_all, y_all)
     print(f"{a.set} set: {len(tr)} train / {len(val)} val (refit on all {len(y_all)}) / {len(y_te)} test, "
           f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes; torch threads {torch.get_num_threads()}")
     if a.sweep:
         return sweep(*data, x_te, y_te)
     ours = f"clipprobe ({a.solver})"
-    protocols = {"peer (lpclip)": lambda: peer(*data), ours: lambda: clipprobe(*data, solver=a.solver)}
+    protocols = {"peer (lpclip)": lambda: peer(*data), ours: lambda: clipprobe_search(*data, solver=a.solver)}
     if a.converged_peer:
         protocols["peer, converged fits"] = lambda: peer(*data, converged=True)
     if a.only:

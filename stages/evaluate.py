@@ -1,11 +1,11 @@
 """evaluate: the probe on the test features -> metrics/accuracy.json and plots."""
 
 from clipprobe import probe, report, store
-from clipprobe.stage import FEATURES, METRICS, MODELS, run
+from clipprobe.stage import FEATURES, METRICS, PROBE, run
 
 
 def main():
-    clf, info = probe.load(MODELS)
+    clf, info = probe.load(PROBE)
     x, y, _, manifest = store.read_features(FEATURES / "test")
     probe.check_features(info, manifest, str(FEATURES / "test"))
     scores = clf.predict_proba(x)

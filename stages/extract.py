@@ -1,10 +1,8 @@
 """extract: frozen image-encoder features of every prepared split -> features/<split>/."""
 
-import dataclasses
-
 import torch
 
-from clipprobe import datasets, features, models, params
+from clipprobe import datasets, devices, encoders, features, params
 from clipprobe.stage import FEATURES, PREPARED, run
 
 
@@ -15,31 +13,26 @@ def main():
     if on_ray:
         from clipprobe import ray_engine
         ray_engine.require_ray()
-    device = torch.device(params.ray_device(p.extract)) if on_ray else models.pick_device(p.extract.device)
-    dtype = models.pick_precision(p.extract.precision, device)
+    device = torch.device(params.ray_device(p.extract)) if on_ray else devices.pick_device(p.extract.device)
+    dtype = devices.pick_precision(p.extract.precision, device)
     batch_size, workers = features.loader_settings(p.extract.batch_size, p.extract.workers, device)
-    encoder = models.load_encoder(p.model.name, p.model.weights, p.extract.layer)
+    encoder = encoders.load_encoder(p.model.name, p.model.weights, p.extract.layer)
     if not on_ray:  # Ray actors load their own copies
-        models.place(encoder, device, dtype)
+        encoders.place(encoder, device, dtype)
 
-    identity = {"model": p.model.name, "arch": encoder.arch, "weights": p.model.weights,
-                "weights_id": encoder.weights_id, "layer": p.extract.layer}
-    settings = {"batch_size": batch_size, "shard_size": p.extract.shard_size,
-                "device": device.type, "dtype": str(dtype)}
-    fps = {s: features.split_fingerprint(encoder, PREPARED, s, identity, **settings) for s in splits}
+    spec = features.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=batch_size,
+                         shard_size=p.extract.shard_size, device=device, dtype=dtype)
+    fps = {s: features.split_fingerprint(spec, PREPARED, s) for s in splits}
     features.forget_other_runs(set(fps.values()))
-    kw = dict(identity=identity, device=device, dtype=dtype)
     if on_ray:
-        resolved = dataclasses.replace(p.extract, batch_size=batch_size)
         with ray_engine.connected(p.extract.ray.address):
             for s in splits:
-                ray_engine.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
-                                         model=p.model, extract=resolved, **kw)
+                ray_engine.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], spec, fps[s],
+                                         model=p.model, extract=p.extract, device=device, dtype=dtype)
     else:
         for s in splits:
-            features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], fp=fps[s],
-                                   batch_size=batch_size, workers=workers,
-                                   shard_size=p.extract.shard_size, **kw)
+            features.extract_split(encoder, PREPARED, s, features.SCRATCH / fps[s], spec, fps[s],
+                                   device=device, dtype=dtype, workers=workers)
     for s in splits:  # only when every split is done, so a killed run never loses finished work
         features.publish(features.SCRATCH / fps[s], FEATURES / s)
 

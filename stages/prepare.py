@@ -1,6 +1,6 @@
 """prepare: the dataset's standard splits and class names -> data/prepared/."""
 
-from clipprobe import datasets, params, probe
+from clipprobe import datasets, params, splits
 from clipprobe.stage import PREPARED, run
 
 
@@ -9,7 +9,7 @@ def main():
     info = datasets.prepare(p.data, PREPARED)
     if p.C == "auto" and "val" not in info["splits"]:  # fail now, not after hours of extraction
         labels = datasets.read_split(PREPARED, "train").column("label").to_numpy()
-        probe.validation_split(labels, p.tune.val_fraction, p.tune.seed)
+        splits.validation_split(labels, p.tune.val_fraction, p.tune.seed)
     sizes = ", ".join(f"{n} {s}" for s, n in info["splits"].items())
     print(f"prepared {info['dataset']}: {len(info['classes'])} classes, {sizes} images"
           + (f", {len(info['skipped'])} unreadable skipped" if info["skipped"] else ""))

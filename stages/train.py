@@ -1,4 +1,4 @@
-"""train: the logistic-regression probe on all training features with the tuned C -> models/,
+"""train: the logistic-regression probe on all training features with the tuned C -> probe/,
 starting L-BFGS from the search's probe at that C where there is one."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from clipprobe import params, probe, store
-from clipprobe.stage import FEATURES, METRICS, MODELS, TUNED, run
+from clipprobe.stage import FEATURES, METRICS, PROBE, TUNED, run
 
 
 def main():
@@ -20,7 +20,7 @@ def main():
     clf = probe.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
                     device=p.train.device, memory=p.train.memory)
     keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")
-    probe.save(clf, MODELS, {**{k: manifest[k] for k in keys}, "n_train": len(y), "solver": p.train.solver})
+    probe.save(clf, PROBE, {**{k: manifest[k] for k in keys}, "n_train": len(y), "solver": p.train.solver})
     print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations"
           + (", warm-started from the search)" if start is not None else ")"))
 

@@ -3,7 +3,7 @@ the search curve, and the probe at the chosen C as the train stage's warm start.
 
 import math
 
-from clipprobe import params, probe, report, store
+from clipprobe import params, probe, report, splits, store
 from clipprobe.stage import FEATURES, METRICS, TUNED, run
 
 CURVE = ["log10_C", "C", "val_top1", "fit", "n_iter"]
@@ -22,7 +22,7 @@ def main():
         x_val, y_val, _, _ = store.read_features(FEATURES / "val")
         x_tr, y_tr = x, y
     else:
-        tr, val = probe.validation_split(y, p.tune.val_fraction, p.tune.seed)
+        tr, val = splits.validation_split(y, p.tune.val_fraction, p.tune.seed)
         x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[val], y[val]
     s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
                        device=p.train.device, memory=p.train.memory)

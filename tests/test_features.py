@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from clipprobe import datasets, features, models, preprocess, store
+from clipprobe import datasets, devices, encoders, features, preprocess, store
 from clipprobe.params import DataParams
 from conftest import FASHION_MNIST, REPO, TINY
 
@@ -33,7 +33,7 @@ def through(prep, images):
 def test_tensor_preprocess_matches_the_pil_preprocess(fashion_mnist):
     """Bound: pixels within 2 levels of 255 (PIL rounds to uint8 between its two resize passes),
     ViT-B/32 features at cosine >= 0.999 (0.9999+ seen)."""
-    enc = models.load_encoder("ViT-B/32", "random")
+    enc = encoders.load_encoder("ViT-B/32", "random")
     prep = preprocess.for_model(enc.preprocess)
     assert isinstance(prep, preprocess.TensorPreprocess)
     rng = np.random.default_rng(0)
@@ -49,14 +49,14 @@ def test_tensor_preprocess_matches_the_pil_preprocess(fashion_mnist):
 
 
 def test_small_images_travel_as_uint8_at_their_own_size():
-    prep = preprocess.for_model(models.load_encoder("ViT-B/32", "random").preprocess)
+    prep = preprocess.for_model(encoders.load_encoder("ViT-B/32", "random").preprocess)
     small, large = Image.new("RGB", (28, 28)), Image.new("RGB", (400, 300))
     assert prep.host(small).shape == (3, 28, 28) and prep.host(small).dtype == torch.uint8
     assert prep.host(large).shape == (3, 224, 224)
 
 
 def test_batches_of_mixed_shapes_keep_row_order():
-    prep = preprocess.for_model(models.load_encoder("ViT-B/32", "random").preprocess)
+    prep = preprocess.for_model(encoders.load_encoder("ViT-B/32", "random").preprocess)
     rng = np.random.default_rng(1)
     images = [Image.fromarray(rng.integers(0, 256, s, dtype=np.uint8))
               for s in ((28, 28, 3), (300, 400, 3), (28, 28, 3), (100, 50, 3))]
@@ -68,7 +68,7 @@ def test_batches_of_mixed_shapes_keep_row_order():
 
 
 def test_unusual_preprocess_falls_back_to_pil():
-    enc = models.load_encoder(TINY, "random")
+    enc = encoders.load_encoder(TINY, "random")
     steps = list(enc.preprocess.transforms)
     odd = T.Compose([steps[0], T.Grayscale(3), *steps[1:]])
     assert isinstance(preprocess.for_model(odd), preprocess.PilPreprocess)
@@ -103,16 +103,17 @@ def _prepare(source, tmp_path):
 
 
 def _extract(enc, prepared, scratch, dtype, workers=0):
-    return features.extract_split(enc, prepared, "train", scratch, batch_size=32, workers=workers, shard_size=50,
-                                  device=CPU, dtype=dtype, identity={}, fp="t")
+    spec = features.spec(enc, TINY, "random", "projection", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
+    return features.extract_split(enc, prepared, "train", scratch, spec, "t", device=CPU, dtype=dtype,
+                                  workers=workers)
 
 
 @pytest.mark.parametrize("source", ["fashion-mnist", "image-folder"])
 def test_extraction_is_byte_identical_across_runs_and_after_resume(source, tmp_path, fashion_mnist):
     """fashion-mnist: images enlarged on the device; image folder (40px > 32px): shrunk in the loader."""
     prepared = _prepare(source, tmp_path)
-    dtype = models.pick_precision("auto", CPU)
-    enc = models.place(models.load_encoder(TINY, "random"), CPU, dtype)
+    dtype = devices.pick_precision("auto", CPU)
+    enc = encoders.place(encoders.load_encoder(TINY, "random"), CPU, dtype)
     a, b = tmp_path / "a", tmp_path / "b"
     manifest = _extract(enc, prepared, a, dtype)
     _extract(enc, prepared, b, dtype, workers=2)
@@ -122,7 +123,7 @@ def test_extraction_is_byte_identical_across_runs_and_after_resume(source, tmp_p
 
     c = tmp_path / "c"   # killed after the first shard, then resumed
     shutil.copytree(a, c)
-    for f in ("part-00001.parquet", "part-00002.parquet", store.MANIFEST):
+    for f in (store.shard_name(1), store.shard_name(2), store.MANIFEST):
         (c / f).unlink()
     _extract(enc, prepared, c, dtype)
     for shard in manifest["shards"]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipprobe import datasets, features, models, store
+from clipprobe import datasets, encoders, features, store
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DataParams
 from conftest import REPO, make_image_folder
@@ -61,10 +61,12 @@ def images(tmp_path_factory):
 def _ours(weights, images, tmp_path, layer="projection"):
     prepared = tmp_path / "prepared"
     info = datasets.prepare(DataParams(name=str(images)), prepared)
-    enc = models.load_encoder(TINY_OPENAI, str(weights), layer)
-    manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", batch_size=5, workers=0,
-                                      shard_size=7, device=torch.device("cpu"), dtype=torch.float32,
-                                      identity={}, fp="x")
+    enc = encoders.load_encoder(TINY_OPENAI, str(weights), layer)
+    cpu = torch.device("cpu")
+    spec = features.spec(enc, TINY_OPENAI, str(weights), layer, batch_size=5, shard_size=7, device=cpu,
+                         dtype=torch.float32)
+    manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "x", device=cpu,
+                                      dtype=torch.float32, workers=0)
     x, _, ids, _ = store.read_features(tmp_path / "scratch")
     paths = datasets.read_split(prepared, "train").column("path").to_pylist()
     return x, [images / p for p in paths], manifest, info
@@ -91,8 +93,8 @@ def test_features_match_openai_reference(checkpoints, images, tmp_path, name):
 
 
 def test_torchscript_archive_is_detected(checkpoints):
-    assert models.is_torchscript(checkpoints / "ViT-tiny.pt")
-    assert not models.is_torchscript(checkpoints / "state_dict.pt")
+    assert encoders.is_torchscript(checkpoints / "ViT-tiny.pt")
+    assert not encoders.is_torchscript(checkpoints / "state_dict.pt")
 
 
 def test_pre_projection_features_project_to_encode_image(checkpoints, images, tmp_path):
@@ -105,6 +107,6 @@ def test_pre_projection_features_project_to_encode_image(checkpoints, images, tm
 
 def test_checkpoint_that_does_not_fit_names_both(checkpoints):
     with pytest.raises(ClipprobeError) as e:
-        models.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))
+        encoders.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))
     msg = str(e.value)
     assert "ViT-tiny.pt" in msg and "ViT-B/32" in msg and "size mismatch" in msg

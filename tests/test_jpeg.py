@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.io import decode_jpeg
 
-from clipprobe import features, jpeg, models, preprocess, store
+from clipprobe import encoders, features, jpeg, preprocess, store
 from clipprobe.datasets import SplitImages
 from clipprobe.errors import ClipprobeError
 from conftest import TINY
@@ -47,7 +47,7 @@ def split(tmp_path):
                              "path": pa.array([f[0] for f in FILES])}), prepared / "train.parquet")
     (prepared / "info.json").write_text(json.dumps({"dataset": "jpegs", "root": str(root), "classes": ["a", "b"],
                                                     "splits": {"train": n}}))
-    prep = preprocess.for_model(models.load_encoder(TINY, "random").preprocess)
+    prep = preprocess.for_model(encoders.load_encoder(TINY, "random").preprocess)
     return prepared, SplitImages(pq.read_table(prepared / "train.parquet"), root, prep.host), prep
 
 
@@ -117,11 +117,13 @@ def test_device_decoding_is_for_file_based_splits_on_cuda_only(split):
 def test_vit_features_of_device_decoded_jpegs_match_the_pil_path(split, tmp_path):
     """extract_split end to end, ViT-B/32 (random, fp32): cosine >= 0.999 to the PIL path, row by row."""
     prepared, _, _ = split
-    enc = models.place(models.load_encoder("ViT-B/32", "random"), CPU, torch.float32)
+    enc = encoders.place(encoders.load_encoder("ViT-B/32", "random"), CPU, torch.float32)
+    spec = features.spec(enc, "ViT-B/32", "random", "projection", batch_size=4, shard_size=100, device=CPU,
+                         dtype=torch.float32)
     out = {}
     for on in (True, False):
-        features.extract_split(enc, prepared, "train", tmp_path / str(on), batch_size=4, workers=0, shard_size=100,
-                               device=CPU, dtype=torch.float32, identity={}, fp="t", jpeg_on_device=on)
+        features.extract_split(enc, prepared, "train", tmp_path / str(on), spec, "t", device=CPU, dtype=torch.float32,
+                               workers=0, jpeg_on_device=on)
         out[on] = store.read_features(tmp_path / str(on))[0]
     cos = np.sum(out[True] * out[False], 1) / np.linalg.norm(out[True], axis=1) / np.linalg.norm(out[False], axis=1)
     assert len(cos) == len(FILES) and cos.min() >= 0.999

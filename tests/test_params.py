@@ -11,7 +11,7 @@ from conftest import REPO
 def test_repo_params_are_valid_and_default_to_cifar10_openai():
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     p = params.parse(raw)
-    assert p.data.name in params.DATASETS and p.train.max_iter == 1000
+    assert (p.data.name, p.model.name, p.model.weights) == ("cifar10", "ViT-B/32", "openai")
 
 
 def test_defaults_when_sections_missing():

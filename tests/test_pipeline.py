@@ -26,9 +26,9 @@ def test_repro_then_C_experiment_reruns_only_the_probe(project):
     assert acc["C"] == tune["C"] and tune["n_fits"] >= 9
     curve = (dest / "metrics" / "tune_curve.csv").read_text().splitlines()
     assert len(curve) == 1 + tune["n_fits"] and tune["n_iter"] >= tune["n_fits"]
-    assert (dest / "models" / "probe.npz").is_file()
+    assert (dest / "probe" / "probe.npz").is_file()
     assert sorted(p.name for p in (dest / "features").iterdir()) == ["test", "train"]
-    assert len(list((dest / "features" / "train").glob("part-*.parquet"))) == 3   # 120 rows / 50
+    assert len(list((dest / "features" / "train" / "shards").glob("part-*.parquet"))) == 3   # 120 rows / 50
 
     run(["git", "add", "-A"], dest, env)
     run(["git", "commit", "-qm", "baseline"], dest, env)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe import probe
+from clipprobe import probe, splits
 from clipprobe.errors import ClipprobeError
 
 
@@ -66,7 +66,7 @@ def test_search_with_peak_at_the_top_fits_the_whole_grid(monkeypatch):
 
 def test_search_on_real_data_beats_or_equals_the_coarse_grid():
     x, y = _blobs(60, 0)
-    tr, val = probe.validation_split(y, 0.3, 0)
+    tr, val = splits.validation_split(y, 0.3, 0)
     s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=200)
     for c in probe.COARSE_GRID:
         acc = np.mean(probe.fit(x[tr], y[tr], c, 200).predict(x[val]) == y[val]) * 100
@@ -76,16 +76,16 @@ def test_search_on_real_data_beats_or_equals_the_coarse_grid():
 
 def test_validation_split_is_stratified_and_seeded():
     y = np.repeat(np.arange(3), 10)
-    tr, val = probe.validation_split(y, 0.2, seed=1)
+    tr, val = splits.validation_split(y, 0.2, seed=1)
     assert np.bincount(y[val]).tolist() == [2, 2, 2]
-    assert np.array_equal(val, probe.validation_split(y, 0.2, seed=1)[1])
+    assert np.array_equal(val, splits.validation_split(y, 0.2, seed=1)[1])
     assert set(tr) | set(val) == set(range(30)) and not set(tr) & set(val)
 
 
 def test_too_few_samples_for_validation():
     y = np.array([0, 0, 0, 1, 1, 2])
     with pytest.raises(ClipprobeError, match="class 2 has 1 train sample;"):
-        probe.validation_split(y, 0.2, 0)
+        splits.validation_split(y, 0.2, 0)
 
 
 def test_saved_probe_loads_back_as_sklearn_classifier(tmp_path):
@@ -111,7 +111,7 @@ def test_features_of_another_encoder_are_refused(key, value):
 def test_too_many_classes_for_the_validation_fraction():
     y = np.repeat(np.arange(10), 3)
     with pytest.raises(ClipprobeError, match="10 classes do not fit in 3 validation"):
-        probe.validation_split(y, 0.1, 0)
+        splits.validation_split(y, 0.1, 0)
 
 
 def test_warm_started_fit_agrees_with_a_cold_scikit_learn_fit():
@@ -193,7 +193,7 @@ def test_torch_solver_on_one_problem_from_a_warm_start_minimises_scikit_learns_o
 
 def test_search_with_the_torch_solver_scores_each_C_as_converged_scikit_learn_fits():
     x, y = _blobs(60, 7)
-    tr, val = probe.validation_split(y, 0.3, 0)
+    tr, val = splits.validation_split(y, 0.3, 0)
     s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=5000, solver="torch", device="cpu")
     assert s.n_fits == len(s.fits) and s.probe.C == s.C
     for c, acc, _ in s.fits:

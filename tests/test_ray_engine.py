@@ -12,7 +12,7 @@ import pytest
 import ray
 import torch
 
-from clipprobe import datasets, features, models, params, ray_engine, store
+from clipprobe import datasets, encoders, features, params, ray_engine, store
 from clipprobe.errors import ClipprobeError
 from conftest import TINY, assert_same_features, make_image_folder
 
@@ -28,7 +28,7 @@ def local_ray():
 
 @pytest.fixture(scope="module")
 def encoder():
-    return models.load_encoder(TINY, "random")
+    return encoders.load_encoder(TINY, "random")
 
 
 def _params(**extract):
@@ -37,15 +37,19 @@ def _params(**extract):
                                      "ray": {"actors": 2}, **extract}})
 
 
+def _spec(encoder, p):
+    return features.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
+                         shard_size=p.extract.shard_size, device=CPU, dtype=FP32)
+
+
 def _local(encoder, prepared, split, scratch, p):
-    return features.extract_split(encoder, prepared, split, scratch, batch_size=p.extract.batch_size,
-                                  workers=0, shard_size=p.extract.shard_size, device=CPU, dtype=FP32,
-                                  identity={"model": TINY}, fp="fp")
+    return features.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", device=CPU,
+                                  dtype=FP32, workers=0)
 
 
 def _ray(encoder, prepared, split, scratch, p):
-    return ray_engine.extract_split(encoder, prepared, split, scratch, model=p.model, extract=p.extract,
-                                    device=CPU, dtype=FP32, identity={"model": TINY}, fp="fp")
+    return ray_engine.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", model=p.model,
+                                    extract=p.extract, device=CPU, dtype=FP32)
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +68,8 @@ def fashion(tmp_path_factory, local_ray, encoder):
 
 def test_ray_engine_writes_the_local_engines_features_from_image_bytes(fashion):
     prepared, tmp, _ = fashion
-    assert sorted(f.name for f in (tmp / "ray").iterdir()) == [
-        "manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert sorted(str(f.relative_to(tmp / "ray")) for f in (tmp / "ray").rglob("*") if f.is_file()) == [
+        "manifest.json", *(store.shard_name(i) for i in range(3))]
     assert_same_features(tmp / "local", tmp / "ray")
     ids = store.read_features(tmp / "ray")[2]
     assert (ids == datasets.read_split(prepared, "train").column("id").to_numpy()).all()  # prepared order

@@ -1,5 +1,6 @@
 """Crashes and reruns: a killed extraction resumes and ends byte-identical to an uninterrupted one."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import time
 import pytest
 import torch
 
-from clipprobe import datasets, features, models
+from clipprobe import datasets, encoders, features, store
 from clipprobe.params import DataParams
 from conftest import TINY, make_project, run
 
@@ -27,7 +28,7 @@ def _kill_after_first_shard(dest, env):
     scratch = dest / ".cache" / "clipprobe" / "extract"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(True for _ in scratch.glob("*/part-00000.parquet")):
+        if any(True for _ in scratch.glob("*/shards/part-00000.parquet")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "extraction ended before it could be killed"
@@ -52,33 +53,35 @@ def test_sigkilled_extract_resumes_byte_identical_and_runs_are_deterministic(tmp
     assert not list((dest / ".cache" / "clipprobe" / "extract").iterdir())   # no resume state left
 
 
-def _fp(encoder, prepared, **change):
-    identity = {"model": "m", "arch": encoder.arch, "weights": "random", "weights_id": encoder.weights_id,
-                "layer": "projection"}
-    settings = {"batch_size": 8, "shard_size": 10, "device": "cpu", "dtype": "torch.float32"}
-    for k, v in change.items():
-        (identity if k in identity else settings)[k] = v
-    return features.split_fingerprint(encoder, prepared, "train", identity, **settings)
-
-
-def test_fingerprint_covers_everything_features_depend_on(tmp_path, image_folder):
+def test_fingerprint_covers_the_data_and_every_field_of_the_spec_the_stage_builds(tmp_path, image_folder):
     prepared = tmp_path / "p"
     datasets.prepare(DataParams(name=str(image_folder)), prepared)
-    enc = models.load_encoder(TINY, "random")
-    base = _fp(enc, prepared)
-    assert base == _fp(enc, prepared)
-    changes = [dict(weights_id="sha256:abc"), dict(layer="pre_projection"), dict(dtype="torch.bfloat16"),
-               dict(arch="other"), dict(batch_size=16)]
-    assert len({base, *(_fp(enc, prepared, **c) for c in changes)}) == len(changes) + 1
+    enc = encoders.load_encoder(TINY, "random")
+    args = dict(model=TINY, weights="random", layer="projection", batch_size=8, shard_size=10,
+                device=torch.device("cpu"), dtype=torch.float32)
+    base = features.spec(enc, **args)
+
+    def fp(spec):
+        return features.split_fingerprint(spec, prepared, "train")
+
+    assert fp(base) == fp(features.spec(enc, **args))
+    for f in dataclasses.fields(base):   # every field the spec has moves the fingerprint
+        value = getattr(base, f.name)
+        assert fp(dataclasses.replace(base, **{f.name: value + 1 if isinstance(value, int) else f"{value}~"})) \
+            != fp(base), f.name
+    for change in (dict(model="other"), dict(weights="w2"), dict(layer="pre_projection"), dict(batch_size=16),
+                   dict(shard_size=20), dict(dtype=torch.bfloat16)):   # every argument reaches the spec
+        assert fp(features.spec(enc, **{**args, **change})) != fp(base), change
+    before = fp(base)
     datasets.prepare(DataParams(name=str(image_folder), limit_per_class=2), prepared)  # other data
-    assert _fp(enc, prepared) != base
+    assert fp(base) != before
 
 
 def test_resume_state_of_another_configuration_is_dropped(tmp_path):
     root = tmp_path / "scratch"
     for name in ("old", "current"):
-        (root / name).mkdir(parents=True)
-        (root / name / "part-00000.parquet").write_bytes(b"x")
+        (root / name / store.shard_name(0)).parent.mkdir(parents=True)
+        (root / name / store.shard_name(0)).write_bytes(b"x")
     features.forget_other_runs({"current"}, root)
     assert [p.name for p in root.iterdir()] == ["current"]
 
@@ -92,7 +95,7 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
 
     prepared = tmp_path / "p"
     datasets.prepare(DataParams(name=str(image_folder)), prepared)
-    enc = models.load_encoder(TINY, "random")
+    enc = encoders.load_encoder(TINY, "random")
     real = pq.write_table
     calls = []
 
@@ -105,11 +108,13 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
 
     monkeypatch.setattr(pq, "write_table", full_disk)
     scratch = tmp_path / "scratch"
-    kw = dict(batch_size=4, workers=0, shard_size=7, device=torch.device("cpu"), dtype=torch.float32,
-              identity={}, fp="x")
+    cpu = torch.device("cpu")
+    spec = features.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu,
+                         dtype=torch.float32)
+    kw = dict(device=cpu, dtype=torch.float32, workers=0)
     with pytest.raises(ClipprobeError, match=r"part-00001.parquet: cannot write \(No space left on device\)"):
-        features.extract_split(enc, prepared, "train", scratch, **kw)
-    assert sorted(p.name for p in scratch.iterdir()) == ["part-00000.parquet"]
+        features.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)
+    assert sorted(p.name for p in (scratch / store.SHARDS).iterdir()) == ["part-00000.parquet"]
     monkeypatch.setattr(pq, "write_table", real)
-    manifest = features.extract_split(enc, prepared, "train", scratch, **kw)   # space freed: resume
+    manifest = features.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)   # space freed: resume
     assert manifest["rows"] == 18 and len(manifest["shards"]) == 3

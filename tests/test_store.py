@@ -23,11 +23,11 @@ def test_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_resume_point_is_first_missing_shard(tmp_path):
+def test_a_resume_computes_exactly_the_missing_shards(tmp_path):
     emb = np.zeros((1, 2), np.float32)
     for i in (0, 1, 3):
         store.write_shard(tmp_path, i, [i], [0], emb)
-    assert store.completed_shards(tmp_path, 5) == 2
+    assert store.missing_shards(tmp_path, 5) == [2, 4]
 
 
 def test_row_count_mismatch_is_caught(tmp_path):

@@ -2,8 +2,9 @@
 
 Work happens in a scratch directory keyed by the fingerprint of everything the
 features depend on (`.cache/clipprobe/extract/<fingerprint>/`), outside DVC's
-outputs, which DVC deletes before rerunning a stage.  A killed run resumes at the
-first missing shard; only a finished split is moved into `features/<split>/`.
+outputs, which DVC deletes before rerunning a stage.  A killed run (of either engine)
+computes only its missing shards again; only a finished split is moved into
+`features/<split>/`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,8 @@ import torch
 from tqdm import tqdm
 
 from clipprobe import __version__, jpeg, preprocess, store
-from clipprobe.datasets import SplitImages, iter_split, split_rows
-from clipprobe.models import Encoder, file_sha256
+from clipprobe.datasets import SplitImages, iter_split, read_info, split_rows
+from clipprobe.encoders import Encoder, file_sha256
 
 SCRATCH = Path(".cache/clipprobe/extract")
 
@@ -65,69 +67,99 @@ def encode_batches(encoder: Encoder, loader, prep, device: torch.device, dtype: 
     return torch.cat(outs).float().cpu().numpy()
 
 
-def split_fingerprint(encoder: Encoder, prepared: Path, split: str, identity: dict, **settings) -> str:
-    """The hash of the prepared rows (which hold image bytes or paths), where path-based
-    images live, the encoder's identity and preprocess (and how it is split between loader
-    and device), and the extraction settings."""
+@dataclass(frozen=True)
+class Spec:
+    """Everything a split's features depend on besides its prepared rows: the encoder as named
+    and as identified by its weights, its preprocess (and how that is split between loader and
+    device), and how extraction runs.  The fingerprint hashes all of it; the manifest records it."""
+    model: str
+    arch: str
+    weights: str
+    weights_id: str
+    layer: str
+    preprocess: str
+    preprocess_split: str
+    batch_size: int
+    shard_size: int
+    device: str
+    precision: str
+
+
+def spec(encoder: Encoder, model: str, weights: str, layer: str, *, batch_size: int, shard_size: int,
+         device: torch.device, dtype: torch.dtype) -> Spec:
+    """The one place a `Spec` is built: the extract stage, the benchmarks and the tests call it."""
+    return Spec(model=model, arch=encoder.arch, weights=weights, weights_id=encoder.weights_id, layer=layer,
+                preprocess=repr(encoder.preprocess),
+                preprocess_split=type(preprocess.for_model(encoder.preprocess)).__name__,
+                batch_size=batch_size, shard_size=shard_size, device=device.type,
+                precision=str(dtype).removeprefix("torch."))
+
+
+def split_fingerprint(spec: Spec, prepared: Path, split: str) -> str:
+    """The hash of the prepared rows (which hold image bytes or paths, and digests of path-based
+    images' content where prepare records them), where path-based images live, and `spec`."""
     table = prepared / f"{split}.parquet"
     path_based = "path" in pq.read_schema(table).names
-    root = json.loads((prepared / "info.json").read_text())["root"] if path_based else None
-    return fingerprint(split=split, data=file_sha256(table), root=root,
-                       preprocess=repr(encoder.preprocess),
-                       preprocess_split=type(preprocess.for_model(encoder.preprocess)).__name__,
-                       **identity, **settings)
+    root = read_info(prepared)["root"] if path_based else None
+    return fingerprint(split=split, data=file_sha256(table), root=root, **asdict(spec))
 
 
-def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *, batch_size: int,
-                  workers: int, shard_size: int, device: torch.device, dtype: torch.dtype,
-                  identity: dict, fp: str, jpeg_on_device: bool | None = None) -> dict:
-    """Extract one prepared split into the scratch directory `scratch`, resuming at its
-    first missing shard, and return the split's manifest (written last, as the mark of a
-    finished split).  `jpeg_on_device`: decode JPEG files on `device` (`jpeg.applies`;
-    None = on CUDA)."""
-    from torch.utils.data import DataLoader
-
+def run_split(prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, embed_dim: int,
+              write_shards, engine: str = "") -> dict:
+    """One split's extraction, the same for every engine: a finished split (its manifest is
+    written last) is returned as is; otherwise `write_shards(todo, progress)` computes exactly
+    the shards not yet in `scratch` (so a killed run of either engine resumes with what it left),
+    then the manifest is written."""
     if (scratch / store.MANIFEST).is_file():
         return store.read_manifest(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
-    info = json.loads((prepared / "info.json").read_text())
+    info = read_info(prepared)
     rows = split_rows(prepared, split)
-    n_shards = math.ceil(rows / shard_size)
-    done = store.completed_shards(scratch, n_shards)
-    prep = preprocess.for_model(encoder.preprocess)
-
-    first = min(rows, done * shard_size)
-    bar = tqdm(total=rows, initial=first, unit="img", desc=f"extract {split}", mininterval=1.0)
+    n_shards = math.ceil(rows / spec.shard_size)
+    todo = store.missing_shards(scratch, n_shards)
+    n_todo = sum(min(rows, (s + 1) * spec.shard_size) - s * spec.shard_size for s in todo)
+    bar = tqdm(total=rows, initial=rows - n_todo, unit="img", desc=f"extract {split}{engine and f' ({engine})'}",
+               mininterval=1.0)
     start = time.perf_counter()
-    for s, table in enumerate(iter_split(prepared, split, shard_size)):
-        if s < done:
-            continue
-        images, step, collate = SplitImages(table, info["root"], prep.host), prep, preprocess.collate_by_shape
-        if jpeg.applies(table.column_names, prep, device, jpeg_on_device):
-            images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate
-        loader = DataLoader(images, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                            pin_memory=device.type == "cuda")
-        emb = encode_batches(encoder, loader, step, device, dtype, bar.update)
-        paths = table.column("path").to_pylist() if "path" in table.column_names else None
-        store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
-                          emb, paths)
-    bar.close()
-    if rows > first:
+    try:
+        write_shards(todo, bar.update)
+    finally:
+        bar.close()
+    if n_todo:
         elapsed = time.perf_counter() - start
-        print(f"{split}: {rows - first} images in {elapsed:.1f}s ({(rows - first) / elapsed:.1f} img/s)")
-    manifest = build_manifest(info, split, rows, n_shards, encoder.embed_dim, fp, identity,
-                              device=device.type, precision=str(dtype).removeprefix("torch."),
-                              batch_size=batch_size)
+        print(f"{split}: {n_todo} images in {elapsed:.1f}s ({n_todo / elapsed:.1f} img/s)"
+              + (f" on {engine}" if engine else ""))
+    manifest = {"split": split, "dataset": info["dataset"], "classes": info["classes"], "rows": rows,
+                "embed_dim": embed_dim, "shards": [store.shard_name(i) for i in range(n_shards)],
+                "fingerprint": fp, "skipped": info.get("skipped", []), **asdict(spec)}
     store.write_manifest(scratch, manifest)
     return manifest
 
 
-def build_manifest(info: dict, split: str, rows: int, n_shards: int, embed_dim: int, fp: str,
-                   identity: dict, **settings) -> dict:
-    """The manifest of a finished split: what it holds and everything it was made from."""
-    return {"split": split, "dataset": info["dataset"], "classes": info["classes"], "rows": rows,
-            "embed_dim": embed_dim, "shards": [store.shard_name(i) for i in range(n_shards)],
-            "fingerprint": fp, "skipped": info.get("skipped", []), **identity, **settings}
+def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, *,
+                  device: torch.device, dtype: torch.dtype, workers: int, jpeg_on_device: bool | None = None) -> dict:
+    """Extract one prepared split into `scratch` in this process and return its manifest.
+    `jpeg_on_device`: decode JPEG files on `device` (`jpeg.applies`; None = on CUDA)."""
+    from torch.utils.data import DataLoader
+
+    root = read_info(prepared)["root"]
+    prep = preprocess.for_model(encoder.preprocess)
+
+    def write_shards(todo: list[int], progress) -> None:
+        for s, table in enumerate(iter_split(prepared, split, spec.shard_size)):
+            if s not in todo:
+                continue
+            images, step, collate = SplitImages(table, root, prep.host), prep, preprocess.collate_by_shape
+            if jpeg.applies(table.column_names, prep, device, jpeg_on_device):
+                images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate
+            loader = DataLoader(images, batch_size=spec.batch_size, num_workers=workers, collate_fn=collate,
+                                pin_memory=device.type == "cuda")
+            emb = encode_batches(encoder, loader, step, device, dtype, progress)
+            paths = table.column("path").to_pylist() if "path" in table.column_names else None
+            store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
+                              emb, paths)
+
+    return run_split(prepared, split, scratch, spec, fp, encoder.embed_dim, write_shards)
 
 
 def publish(scratch: Path, out: Path) -> None:

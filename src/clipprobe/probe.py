@@ -12,22 +12,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 
 from clipprobe.errors import ClipprobeError
+from clipprobe.logreg import with_coefficients
 
 # CLIP paper, appendix A.3: a coarse sweep over 1e-6..1e6, then a binary search in log10(C).
 COARSE_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
 BISECTION_STEPS = 8
-
-
-def with_coefficients(coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray,
-                      **params) -> LogisticRegression:
-    """A `LogisticRegression` holding these coefficients, as fitting would have left it."""
-    clf = LogisticRegression(**params)
-    clf.coef_, clf.intercept_, clf.classes_ = coef, intercept, classes
-    clf.n_features_in_ = coef.shape[1]
-    return clf
 
 
 def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: str = "sklearn",
@@ -39,7 +30,7 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
     the same objective and stopping rule, fewer iterations when `start` is near the optimum).
     `solver="torch"` minimises the same objective with torch's preconditioned L-BFGS on `device`;
     `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None;
-    `memory` is its budget on `device` (train.memory: `auto`, bytes, or a size such as 8GB).
+    `memory` is its budget on `device` in bytes, or `auto` (train.memory as `params.memory_bytes` gives it).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # n_iter_ == max_iter records it
@@ -55,22 +46,6 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
         clf.fit((x - mean).astype(x.dtype, copy=False), y)
         clf.intercept_ = clf.intercept_ - clf.coef_ @ mean
         return clf.set_params(warm_start=False)
-
-
-def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train, val) indices; every class must keep a sample on both sides."""
-    classes, counts = np.unique(y, return_counts=True)
-    n_val = math.ceil(fraction * len(y))
-    fix = "raise data.limit_per_class or tune.val_fraction, or set C to a number"
-    if counts.min() < 2:
-        raise ClipprobeError(f"C: auto needs a stratified validation split, but class {classes[np.argmin(counts)]} "
-                             f"has {counts.min()} train sample; {fix}")
-    if n_val < len(classes) or len(y) - n_val < len(classes):
-        raise ClipprobeError(f"C: auto needs a stratified validation split, but {len(classes)} classes do not fit "
-                             f"in {n_val} validation and {len(y) - n_val} training samples; {fix}")
-    idx = np.arange(len(y))
-    tr, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=y)
-    return np.sort(tr), np.sort(val)
 
 
 @dataclass

@@ -12,21 +12,17 @@ missing shards of a killed run are computed again, by either engine.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
-from tqdm import tqdm
 
 from clipprobe import preprocess, store
-from clipprobe.datasets import SplitImages, read_split
+from clipprobe.datasets import SplitImages, read_info, read_split
+from clipprobe.encoders import Encoder, load_encoder, place
 from clipprobe.errors import ClipprobeError
-from clipprobe.features import build_manifest, encode_batches
-from clipprobe.models import Encoder, load_encoder, place
+from clipprobe.features import Spec, encode_batches, run_split
 from clipprobe.params import ExtractParams, ModelParams
 
 ROW = "row"  # position in the prepared split: results may come back in any order
@@ -104,49 +100,37 @@ def _blocks(table: pa.Table, shards: list[int], shard_size: int, batch_size: int
             for lo in range(s * shard_size, hi, batch_size)]
 
 
-def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, *, model: ModelParams,
-                  extract: ExtractParams, device: torch.device, dtype: torch.dtype, identity: dict,
-                  fp: str) -> dict:
-    """Extract one prepared split into `scratch` on the connected Ray, computing only its
-    missing shards, and return the split's manifest (written last).  `encoder` is the
-    driver's copy: its preprocess and embedding size, never its weights, are used here."""
+def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, *,
+                  model: ModelParams, extract: ExtractParams, device: torch.device, dtype: torch.dtype) -> dict:
+    """Extract one prepared split into `scratch` on the connected Ray and return its manifest.
+    `encoder` is the driver's copy: its preprocess and embedding size, never its weights, are used here."""
     ray = require_ray()
-    if (scratch / store.MANIFEST).is_file():
-        return store.read_manifest(scratch)
-    scratch.mkdir(parents=True, exist_ok=True)
-    info = json.loads((prepared / "info.json").read_text())
-    table = read_split(prepared, split)
-    rows, size = table.num_rows, extract.shard_size
-    n_shards = math.ceil(rows / size)
-    todo = store.missing_shards(scratch, n_shards)
-    if todo:
+    root = read_info(prepared)["root"]
+
+    def write_shards(todo: list[int], progress) -> None:
+        table = read_split(prepared, split)
         inputs = table.select(["image" if "image" in table.column_names else "path"])
-        inputs = inputs.append_column(ROW, pa.array(np.arange(rows), pa.int64()))
-        ds = ray.data.from_arrow(_blocks(inputs, todo, size, extract.batch_size)).map_batches(
+        inputs = inputs.append_column(ROW, pa.array(np.arange(table.num_rows), pa.int64()))
+        ds = ray.data.from_arrow(_blocks(inputs, todo, spec.shard_size, spec.batch_size)).map_batches(
             Embedder, batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=extract.ray.actors),
             num_gpus=extract.ray.gpus_per_actor,
-            fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=info["root"], device=device.type,
+            fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=root, device=device.type,
                                        dtype=dtype, expected_preprocess=repr(encoder.preprocess)))
         ds.context.raise_original_map_exception = True  # an actor's ClipprobeError stays one line
-        _write_shards(ds, table, scratch, todo, size, encoder.embed_dim, split)
-    manifest = build_manifest(info, split, rows, n_shards, encoder.embed_dim, fp, identity,
-                              device=device.type, precision=str(dtype).removeprefix("torch."),
-                              batch_size=extract.batch_size)
-    store.write_manifest(scratch, manifest)
-    return manifest
+        _write_shards(ds, table, scratch, todo, spec.shard_size, encoder.embed_dim, split, progress)
+
+    return run_split(prepared, split, scratch, spec, fp, encoder.embed_dim, write_shards, engine="Ray")
 
 
-def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int, dim: int, split: str):
+def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int, dim: int, split: str,
+                  progress) -> None:
     """Gather the embeddings streaming out of `ds` by row; write each shard once it is whole."""
     rows = table.num_rows
     ids = table.column("id").to_numpy()
     labels = table.column("label").to_numpy()
     paths = table.column("path").to_pylist() if "path" in table.column_names else None
     pending = {s: [np.empty((min(rows, (s + 1) * size) - s * size, dim), np.float32), 0] for s in todo}
-    total = sum(len(buf) for buf, _ in pending.values())
-    bar = tqdm(total=total, unit="img", desc=f"extract {split} (ray)", mininterval=1.0)
-    start = time.perf_counter()
     try:
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             r, emb = out[ROW], out["embedding"]
@@ -160,12 +144,8 @@ def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int
                     store.write_shard(scratch, s, ids[lo:hi], labels[lo:hi], buf[0],
                                       None if paths is None else paths[lo:hi])
                     del pending[s]
-            bar.update(len(r))
+            progress(len(r))
     except ClipprobeError as e:  # an actor's, wrapped by Ray with a traceback or retry notes
         raise ClipprobeError(str(getattr(e, "cause", e)).splitlines()[0]) from None
-    finally:
-        bar.close()
     if pending:  # cannot happen unless Ray lost rows; never write a manifest over a hole
         raise ClipprobeError(f"{split}: Ray returned no embeddings for shard(s) {sorted(pending)}; rerun to resume")
-    elapsed = time.perf_counter() - start
-    print(f"{split}: {total} images in {elapsed:.1f}s ({total / elapsed:.1f} img/s) on Ray")

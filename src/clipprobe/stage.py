@@ -1,22 +1,60 @@
-"""What every stage script shares: where outputs live, and one-line errors."""
+"""What every stage script shares: where outputs live, what each stage reads and writes, and
+one-line errors.
+
+`STAGES` is the one declaration of each stage's paths: the stage scripts use these constants,
+and a test holds dvc.yaml's deps and outs to it (and each stage's code deps to its imports).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from clipprobe.errors import ClipprobeError
 
 PREPARED = Path("data/prepared")
 FEATURES = Path("features")
-MODELS = Path("models")
 TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
+PROBE = Path("probe")   # the fitted probe: probe.npz + probe.json
 METRICS = Path("metrics")
 
 
+@dataclass(frozen=True)
+class StagePaths:
+    reads: tuple[Path, ...]
+    writes: tuple[Path, ...]
+
+
+# tune and train read features/train and, where the dataset has one, features/val: they
+# depend on features/ as a whole, which only extraction writes.
+STAGES = {
+    "prepare": StagePaths(reads=(), writes=(PREPARED,)),
+    "extract": StagePaths(reads=(PREPARED,), writes=(FEATURES,)),
+    "tune": StagePaths(reads=(FEATURES,),
+                       writes=(TUNED, METRICS / "tune.json", METRICS / "tune_curve.csv")),
+    "train": StagePaths(reads=(FEATURES, METRICS / "tune.json", TUNED), writes=(PROBE,)),
+    "evaluate": StagePaths(reads=(PROBE, FEATURES / "test"),
+                           writes=(METRICS / "accuracy.json", METRICS / "confusion.csv",
+                                   METRICS / "per_class.csv")),
+}
+
+
+def project_root(script: str) -> Path:
+    """The project a stage script belongs to: the folder above `stages/`, holding dvc.yaml."""
+    root = Path(script).resolve().parent.parent
+    if not (root / "dvc.yaml").is_file():
+        raise ClipprobeError(f"{script}: no dvc.yaml in {root}; run stage scripts from a clipprobe project "
+                             "(`dvc repro`, or `python stages/<stage>.py` in the project root)")
+    return root
+
+
 def run(main) -> None:
-    """Run a stage's main(); a ClipprobeError becomes one line on stderr and exit status 1."""
+    """Run a stage's main() in its project root (outputs are relative to it, wherever the script
+    was started from); a ClipprobeError becomes one line on stderr and exit status 1."""
     try:
+        os.chdir(project_root(sys.modules[main.__module__].__file__))
         main()
     except ClipprobeError as e:
         print(f"error: {e}", file=sys.stderr)

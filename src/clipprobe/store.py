@@ -1,6 +1,7 @@
-"""The feature store: per split, Parquet shards plus `manifest.json`.
+"""The feature store: per split, `manifest.json` beside a `shards/` folder of Parquet shards.
 
-Shards have columns `id`, `label`, `embedding` (fixed-size list of float32) and, for
+The manifest sits beside the shards, not among them, so `shards/` reads as one Parquet
+dataset with pandas, polars or DuckDB.  Shards have columns `id`, `label`, `embedding` (fixed-size list of float32) and, for
 file-based sources, `path`.  They are readable as is by pandas, polars or DuckDB.
 Every file is written to a temporary name and renamed, so a shard either exists
 whole or not at all, which is what makes resuming an interrupted extraction safe.
@@ -19,10 +20,12 @@ import pyarrow.parquet as pq
 from clipprobe.errors import ClipprobeError
 
 MANIFEST = "manifest.json"
+SHARDS = "shards"
 
 
 def shard_name(index: int) -> str:
-    return f"part-{index:05d}.parquet"
+    """A shard's path relative to its split's directory."""
+    return f"{SHARDS}/part-{index:05d}.parquet"
 
 
 def schema(dim: int, with_path: bool) -> pa.Schema:
@@ -50,6 +53,11 @@ def write_shard(directory: Path, index: int, ids, labels, embeddings: np.ndarray
     if paths is not None:
         cols.append(pa.array(paths, pa.string()))
     table = pa.Table.from_arrays(cols, schema=schema(dim, paths is not None))
+    try:
+        (directory / SHARDS).mkdir(exist_ok=True)
+    except OSError as e:
+        raise ClipprobeError(f"{directory / SHARDS}: cannot write ({e.strerror or e}); free disk space or fix "
+                             "the directory's permissions, then rerun to resume") from None
     _atomic(directory / shard_name(index), lambda p: pq.write_table(table, p, compression="zstd"))
 
 
@@ -57,17 +65,9 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     _atomic(directory / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
-def completed_shards(directory: Path, expected: int) -> int:
-    """How many shards, counted from the first, already exist (the resume point)."""
-    done = 0
-    while done < expected and (directory / shard_name(done)).is_file():
-        done += 1
-    return done
-
-
 def missing_shards(directory: Path, expected: int) -> list[int]:
-    """Indices of the shards not yet written: engines that finish shards out of order
-    resume by redoing exactly these."""
+    """Indices of the shards not yet written: what a resumed extraction computes (engines
+    may finish shards out of order, so this is not only a tail)."""
     return [i for i in range(expected) if not (directory / shard_name(i)).is_file()]
 
 

@@ -38,10 +38,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from clipprobe.devices import pick_device
 from clipprobe.errors import ClipprobeError
-from clipprobe.models import pick_device
-from clipprobe.params import memory_bytes
-from clipprobe.probe import with_coefficients
+from clipprobe.logreg import with_coefficients
 
 TOL = 1e-5  # max |gradient| in the preconditioned coordinates; see the module docstring
 CURVATURE = 0.05  # the guessed softmax curvature per sample in the preconditioner (measured: 0.01-0.25 all work)
@@ -86,8 +85,8 @@ def free_memory(device: torch.device) -> int:
 
 
 def budget(memory: int | str, device: torch.device) -> int:
-    """train.memory in bytes; `auto` = the device's free memory less a margin (a tenth, at least 512 MiB)."""
-    memory = memory_bytes(memory)
+    """train.memory (as `params.memory_bytes` gives it) in bytes; `auto` = the device's free memory
+    less a margin (a tenth, at least 512 MiB)."""
     if memory != "auto":
         return memory
     free = free_memory(device)

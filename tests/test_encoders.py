@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from clipprobe import models
+from clipprobe import devices, encoders
 from clipprobe.errors import ClipprobeError
 from conftest import TINY
 
@@ -11,16 +11,16 @@ from conftest import TINY
 @pytest.mark.parametrize("name, arch", [("ViT-B/32", "ViT-B-32"), ("ViT-B-32", "ViT-B-32"), ("RN50", "RN50"),
                                         ("ViT-L/14@336px", "ViT-L-14-336"), ("ViT-B/16", "ViT-B-16")])
 def test_openai_and_open_clip_spellings(name, arch):
-    assert models.resolve_name(name) == arch
+    assert encoders.resolve_name(name) == arch
 
 
 def test_unknown_model_name():
     with pytest.raises(ClipprobeError, match="model.name=ViT-Q/99: unknown architecture"):
-        models.resolve_name("ViT-Q/99")
+        encoders.resolve_name("ViT-Q/99")
 
 
 def test_real_vit_b32_architecture_untrained():
-    enc = models.load_encoder("ViT-B/32", "random")
+    enc = encoders.load_encoder("ViT-B/32", "random")
     assert enc.arch == "ViT-B-32" and enc.embed_dim == 512
     assert not enc.visual.training and not any(p.requires_grad for p in enc.visual.parameters())
     x = torch.randn(2, 3, 224, 224)
@@ -29,7 +29,7 @@ def test_real_vit_b32_architecture_untrained():
 
 
 def test_random_weights_are_seeded():
-    a, b = models.load_encoder(TINY, "random"), models.load_encoder(TINY, "random")
+    a, b = encoders.load_encoder(TINY, "random"), encoders.load_encoder(TINY, "random")
     for pa, pb in zip(a.visual.parameters(), b.visual.parameters()):
         assert torch.equal(pa, pb)
     assert a.weights_id == "random(seed=0)"
@@ -37,12 +37,12 @@ def test_random_weights_are_seeded():
 
 def test_state_dict_checkpoint_path(tmp_path):
     import open_clip
-    models.resolve_name(TINY)
+    encoders.resolve_name(TINY)
     torch.manual_seed(123)
     ref = open_clip.create_model("tiny-clip")
     ckpt = tmp_path / "tiny.pt"
     torch.save(ref.state_dict(), ckpt)
-    enc = models.load_encoder(TINY, str(ckpt))
+    enc = encoders.load_encoder(TINY, str(ckpt))
     assert torch.equal(enc.visual.conv1.weight, ref.visual.conv1.weight)
     assert enc.weights_id.startswith("sha256:")
 
@@ -50,26 +50,26 @@ def test_state_dict_checkpoint_path(tmp_path):
 def test_checkpoint_of_another_architecture_names_both(tmp_path):
     import open_clip
     ckpt = tmp_path / "rn.pt"
-    models.resolve_name(TINY)
+    encoders.resolve_name(TINY)
     other = open_clip.create_model("tiny-clip", force_image_size=64)
     torch.save(other.state_dict(), ckpt)
     with pytest.raises(ClipprobeError) as e:
-        models.load_encoder(TINY, str(ckpt))
+        encoders.load_encoder(TINY, str(ckpt))
     assert "rn.pt" in str(e.value) and "tiny-clip" in str(e.value) and "size mismatch" in str(e.value)
 
 
 def test_missing_and_non_checkpoint_weights(tmp_path):
     with pytest.raises(ClipprobeError, match="file not found"):
-        models.load_encoder(TINY, str(tmp_path / "nope.pt"))
+        encoders.load_encoder(TINY, str(tmp_path / "nope.pt"))
     junk = tmp_path / "junk.pt"
     junk.write_text("hello")
     with pytest.raises(ClipprobeError, match="not a readable checkpoint"):
-        models.load_encoder(TINY, str(junk))
+        encoders.load_encoder(TINY, str(junk))
 
 
 def test_unknown_pretrained_tag():
     with pytest.raises(ClipprobeError, match="not a pretrained tag of ViT-B-32.*laion2b_s34b_b79k"):
-        models.load_encoder("ViT-B/32", "laion5000")
+        encoders.load_encoder("ViT-B/32", "laion5000")
 
 
 def test_openai_weights_offline_fail_fast_with_guidance(tmp_path, monkeypatch):
@@ -78,32 +78,32 @@ def test_openai_weights_offline_fail_fast_with_guidance(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     start = time.monotonic()
     with pytest.raises(ClipprobeError) as e:
-        models.load_encoder("ViT-B/32", "openai")
+        encoders.load_encoder("ViT-B/32", "openai")
     assert time.monotonic() - start < 30
     msg = str(e.value)
     assert "not cached" in msg and "model.weights=random" in msg and str(tmp_path / "hf") in msg
 
 
 def test_device_and_precision_checks():
-    assert models.pick_device("cpu").type == "cpu"
+    assert devices.pick_device("cpu").type == "cpu"
     if not torch.cuda.is_available():
         with pytest.raises(ClipprobeError, match="extract.device=cuda:0"):
-            models.pick_device("cuda:0")
+            devices.pick_device("cuda:0")
     with pytest.raises(ClipprobeError, match="fp16"):
-        models.pick_precision("fp16", torch.device("cpu"))
+        devices.pick_precision("fp16", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, native_bf16, expected):
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native_bf16)
-    assert models.pick_precision("auto", torch.device("cpu")) == expected
-    assert models.pick_precision("auto", torch.device("cuda")) == torch.float16
-    assert models.pick_precision("fp32", torch.device("cpu")) == torch.float32
-    assert models.pick_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: native_bf16)
+    assert devices.pick_precision("auto", torch.device("cpu")) == expected
+    assert devices.pick_precision("auto", torch.device("cuda")) == torch.float16
+    assert devices.pick_precision("fp32", torch.device("cpu")) == torch.float32
+    assert devices.pick_precision("bf16", torch.device("cpu")) == torch.bfloat16
 
 
 def test_place_casts_the_tower_weights():
-    enc = models.place(models.load_encoder(TINY, "random"), torch.device("cpu"), torch.bfloat16)
+    enc = encoders.place(encoders.load_encoder(TINY, "random"), torch.device("cpu"), torch.bfloat16)
     assert {p.dtype for p in enc.visual.parameters()} == {torch.bfloat16}
     with torch.inference_mode():
         assert enc.visual(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)).dtype == torch.bfloat16
