@@ -18,7 +18,8 @@ Model loading and a one-batch warm-up of each model are outside the timings.
 field plus noise, ~100 KB at 500x375 as ImageNet's average) as a file-based prepared split, as
 `prepare` writes an ImageFolder; the canonical loop reads them with torchvision's ImageFolder.  On
 CUDA clipprobe decodes them on the GPU (`jpeg` module; on CPU with `--jpeg-on-device`); "clipprobe,
-PIL decode" then times the loader's PIL path on the same files, and the features of both are compared.
+PIL decode" then times the loader's PIL path on the same files, and the features of both are compared;
+"decode only" is the device decoder alone on the files' bytes, in batches of clipprobe's size.
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ def write_prepared_files(dataset, out: Path) -> Path:
     info = {"dataset": "bench", "root": str(root), "classes": dataset.classes, "splits": {"bench": len(paths)}}
     (out / "info.json").write_text(json.dumps(info))
     return out
+
+
+def decode_only(dataset, n_batch: int, device) -> float:
+    """Seconds to decode the dataset's JPEG files on the device alone, in batches (bytes read beforehand)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p, _ in dataset.samples]
+    decode_jpeg(data[:n_batch], mode=ImageReadMode.RGB, device=device)  # warm-up: nvjpeg's handles and buffers
+    sync(device)
+    start = time.perf_counter()
+    for i in range(0, len(data), n_batch):
+        decode_jpeg(data[i:i + n_batch], mode=ImageReadMode.RGB, device=device)
+    sync(device)
+    return time.perf_counter() - start
 
 
 def write_prepared(dataset, n: int, out: Path) -> Path:
@@ -319,6 +334,8 @@ def main() -> None:
                 t, x_p = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"pil{r}", args, device, dtype,
                                                          jpeg_on_device=False), device)
                 runs["clipprobe, PIL decode"].append(t)
+            if on_device and "clipprobe" in sides:
+                runs.setdefault("decode only", []).append(decode_only(data, args.batch, device))
             if "model only" in sides:
                 runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype),
                                                 device)[0])

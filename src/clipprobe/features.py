@@ -150,10 +150,11 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
             if s not in todo:
                 continue
             images, step, collate = SplitImages(table, root, prep.host), prep, preprocess.collate_by_shape
-            if jpeg.applies(table.column_names, prep, device, jpeg_on_device):
+            on_device = jpeg.applies(table.column_names, prep, device, jpeg_on_device)
+            if on_device:  # the decoder reads the bytes from host memory: nothing to pin
                 images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate
             loader = DataLoader(images, batch_size=spec.batch_size, num_workers=workers, collate_fn=collate,
-                                pin_memory=device.type == "cuda")
+                                pin_memory=device.type == "cuda" and not on_device)
             emb = encode_batches(encoder, loader, step, device, dtype, progress)
             paths = table.column("path").to_pylist() if "path" in table.column_names else None
             store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),

@@ -131,7 +131,10 @@ class Plan:
 
     @property
     def rows(self) -> int:
-        return min(self.n, max(0, self.budget - self.fixed) // self.row_bytes)
+        """Rows per chunk of a step: as few chunks as the budget allows, of equal size (the last one
+        excepted), so the peak is no higher than the chunk count needs."""
+        affordable = min(self.n, max(0, self.budget - self.fixed) // self.row_bytes)
+        return math.ceil(self.n / math.ceil(self.n / affordable)) if affordable else 0
 
     @property
     def build_rows(self) -> int:
