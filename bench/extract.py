@@ -65,7 +65,8 @@ def synthetic32(n: int, transform):
     return FakeData(size=n, image_size=(3, 32, 32), num_classes=10, transform=transform)
 
 
-JPEG_NOISE = 36  # +-levels of uniform noise: ~104 KB per 500x375 JPEG at quality 90 (ILSVRC-2012 train: 138 GB / 1.28M, ~110 KB)
+# +-levels of uniform noise: ~104 KB per 500x375 JPEG at quality 90 (ILSVRC-2012 train: 138 GB / 1.28M, ~110 KB)
+JPEG_NOISE = 36
 
 
 def _write_jpegs(args) -> None:
@@ -269,7 +270,8 @@ def main() -> None:
     args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
     if args.probe and args.only:
         raise ClipprobeError("--probe needs both sides: drop --only")
-    if args.jpeg and not (len(args.jpeg.split("x")) == 2 and all(v.isdigit() and int(v) > 0 for v in args.jpeg.split("x"))):
+    wh = args.jpeg.split("x") if args.jpeg else []
+    if args.jpeg and not (len(wh) == 2 and all(v.isdigit() and int(v) > 0 for v in wh)):
         raise ClipprobeError(f"--jpeg {args.jpeg}: expected WIDTHxHEIGHT, e.g. 500x375")
     if args.probe and args.no_canonical:
         raise ClipprobeError("--probe compares against the canonical loop: drop --no-canonical")

@@ -4,8 +4,8 @@
     python bench/imagenet_probe.py --n 20000 --d 256 --k 100         # a reduced shape (CPU)
     python bench/imagenet_probe.py --scale 0.1                       # a tenth of the rows
     python bench/imagenet_probe.py --memory 2GB                      # train.memory (default auto)
-    python bench/imagenet_probe.py --fit 1.0 --n 200000 --memory 1GB # one cold fit at C = 1 instead, to read its peak memory
-    python bench/imagenet_probe.py --real large                      # the probe benchmark's features (clipprobe.benchsets)
+    python bench/imagenet_probe.py --fit 1 --n 200000 --memory 1GB   # one cold fit at C = 1: its peak memory
+    python bench/imagenet_probe.py --real large                      # the probe benchmark's features (benchsets)
 
 Synthetic features with a known optimum: k class means drawn at random, each sample its class's
 mean plus unit Gaussian noise, then every feature scaled (log-uniform over 0.05..1) and shifted,
@@ -41,7 +41,8 @@ from clipprobe.devices import pick_device
 from clipprobe.errors import ClipprobeError
 
 IMAGENET = dict(n=1_281_167, d=1024, k=1000, n_test=50_000)  # ILSVRC-2012 train images, val as test
-SEPARATION = 5.5  # expected distance between two class means, in noise standard deviations (~72% Bayes top-1 at 1000 classes)
+# expected distance between two class means, in noise standard deviations: ~72% Bayes top-1 at 1000 classes
+SEPARATION = 5.5
 CHUNK = 2**16  # rows generated per seed
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -149,9 +150,9 @@ def counting(problem: torch_solver.Problem) -> list[int]:
 
 
 def describe(plan: torch_solver.Plan) -> str:
-    return (f"budget {torch_solver.size(plan.budget)}, Z {torch_solver.size(plan.n * plan.d * plan.itemsize)}, "
-            f"{plan.chunks} chunk(s) of {plan.rows} rows per step, build in chunks of {plan.build_rows}, "
-            f"planned peak {torch_solver.size(plan.peak)}")
+    gb = torch_solver.fmt_bytes
+    return (f"budget {gb(plan.budget)}, Z {gb(plan.n * plan.d * plan.itemsize)}, {plan.chunks} chunk(s) of "
+            f"{plan.rows} rows per step, build in chunks of {plan.build_rows}, planned peak {gb(plan.peak)}")
 
 
 def main() -> None:
@@ -184,8 +185,9 @@ def main() -> None:
     n, d, k = *x.shape, len(np.unique(y))
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU, {torch.get_num_threads()} threads")
-    print(f"{f'benchmark set {a.real}' if a.real else 'synthetic'}: {n:,} x {d} float32 train, {len(y_te):,} test, {k} classes "
-          f"(made in {t:.1f}s); {where}; train.memory {a.memory}" + (", TF32 matmuls" if a.tf32 else ""), flush=True)
+    print(f"{f'benchmark set {a.real}' if a.real else 'synthetic'}: {n:,} x {d} float32 train, {len(y_te):,} test, "
+          f"{k} classes (made in {t:.1f}s); {where}; train.memory {a.memory}" + (", TF32 matmuls" if a.tf32 else ""),
+          flush=True)
     base = rss_bytes() if device.type == "cpu" else 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -217,10 +219,11 @@ def main() -> None:
           + f"; chance {100 / k:.2f}%")
     print(f"memory plan of the {'fit' if a.fit is not None else 'refit'}: {describe(problem.plan)}")
     if device.type == "cuda":
-        print(f"peak device memory: {torch_solver.size(peak)} (torch.cuda.max_memory_allocated)")
+        print(f"peak device memory: {torch_solver.fmt_bytes(peak)} (torch.cuda.max_memory_allocated)")
     else:
-        print(f"peak RSS: {torch_solver.size(peak)}, of which {torch_solver.size(peak - base)} above the "
-              f"{torch_solver.size(base)} held before the {'fit' if a.fit is not None else 'search'} (features included)")
+        gb = torch_solver.fmt_bytes
+        print(f"peak RSS: {gb(peak)}, of which {gb(peak - base)} above the {gb(base)} held before the "
+              f"{'fit' if a.fit is not None else 'search'} (features included)")
     if iters:
         per_iter = t_fit / iters
         print(f"{'fit' if a.fit is not None else 'refit'} ({n:,} x {d} x {k}): {per_iter * 1e3:.1f} ms per L-BFGS "

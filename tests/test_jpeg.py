@@ -20,8 +20,8 @@ from conftest import TINY
 CPU = torch.device("cpu")
 # (name, size, mode, format): ImageNet-like and small JPEGs, grayscale and CMYK JPEGs, a PNG, a progressive JPEG
 FILES = [("a.jpg", (500, 375), "RGB", "JPEG"), ("b.jpg", (32, 32), "RGB", "JPEG"), ("c.png", (60, 40), "RGB", "PNG"),
-         ("d.jpg", (300, 200), "L", "JPEG"), ("e.jpg", (250, 250), "CMYK", "JPEG"), ("f.jpg", (375, 500), "RGB", "JPEG"),
-         ("g.jpg", (64, 48), "RGB", "JPEG-progressive")]
+         ("d.jpg", (300, 200), "L", "JPEG"), ("e.jpg", (250, 250), "CMYK", "JPEG"),
+         ("f.jpg", (375, 500), "RGB", "JPEG"), ("g.jpg", (64, 48), "RGB", "JPEG-progressive")]
 
 
 def photo(size, seed):
@@ -43,7 +43,8 @@ def split(tmp_path):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     n = len(FILES)
-    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64()), "label": pa.array([k % 2 for k in range(n)], pa.int64()),
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64()),
+                             "label": pa.array([k % 2 for k in range(n)], pa.int64()),
                              "path": pa.array([f[0] for f in FILES])}), prepared / "train.parquet")
     (prepared / "info.json").write_text(json.dumps({"dataset": "jpegs", "root": str(root), "classes": ["a", "b"],
                                                     "splits": {"train": n}}))

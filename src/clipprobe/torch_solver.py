@@ -15,16 +15,16 @@ L-BFGS (10 corrections, strong Wolfe) keeps its state and the loss in float64 (i
 loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum); the two matmuls
 of each step run in the features' precision (float32 from the feature store: half the memory
 traffic; no TF32, bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping
-rule reads).
+rule reads; bf16 features failed the agreement tests).  It stops at max |gradient in V| <= tol, at
+that loss change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
+to the optimum; on the benchmark (bench/probe.py) tol = 1e-5 gave the validation top-1 of fits
+converged to 1e-8 within one image at every C checked (1 to 316, where its choice is made); 1e-4
+missed by up to 2 images.  The result is a fitted `LogisticRegression`, so nothing downstream changes.
 
-Memory is planned (`plan`): the features in the eigenbasis (Z) stay on the device; the Gram
+Memory is planned (`Plan`): the features in the eigenbasis (Z) stay on the device; the Gram
 matrix, Z, and each step's logits and gradient are computed over row chunks sized to a budget
-(`train.memory`), so nothing of size n x k or a float64 copy of the features need fit at once.
-Chunking changes only the order of the sums, not the objective or its minimiser.  It stops at max |gradient in V| <= tol, at that loss change, or at max_iter.  In V the
-curvature is ~1, so the gradient measures the distance to the optimum; on the benchmark
-(bench/probe.py) tol = 1e-5 gave the validation top-1 of fits converged to 1e-8 within one image
-at every C checked (1 to 316, where its choice is made); 1e-4 missed by up to 2 images.  The
-result is a fitted `LogisticRegression`, so nothing downstream changes.
+(`train.memory`), so nothing of size n x k and no float64 copy of the features need fit at once.
+Chunking changes only the order of the sums, not the objective or its minimiser.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def budget(memory: int | str, device: torch.device) -> int:
     return free - max(free // 10, 512 * 2**20)
 
 
-def size(n_bytes: float) -> str:
+def fmt_bytes(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.2f} GB" if abs(n_bytes) >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
 
 
@@ -154,9 +154,9 @@ class Plan:
         need = max(self.fixed + self.row_bytes, self.build_fixed + self.build_row_bytes)
         if self.budget < need:
             raise ClipprobeError(
-                f"train.memory: {size(self.budget)} is too small for the torch solver on {self.n} x {self.d} "
-                f"features and {self.k} classes, which needs at least {size(need)} on {where} (the features in "
-                f"the eigenbasis take {size(self.n * self.d * self.itemsize)}); raise train.memory, free memory "
+                f"train.memory: {fmt_bytes(self.budget)} is too small for the torch solver on {self.n} x {self.d} "
+                f"features and {self.k} classes, which needs at least {fmt_bytes(need)} on {where} (the features in "
+                f"the eigenbasis take {fmt_bytes(self.n * self.d * self.itemsize)}); raise train.memory, free memory "
                 f"there, or set train.device to a device with more")
         return self
 
