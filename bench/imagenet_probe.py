@@ -204,7 +204,7 @@ def main() -> None:
                                                    device=a.device, memory=memory), device)
         search_iters = sum(it for _, _, it in s.fits)
         print(f"search: {s.n_fits} fits, {search_iters} L-BFGS iterations, {t_search:.1f}s (C = {s.C:.5g}, "
-              f"validation top-1 {s.val_top1:.2f}%" + (", coarse grid stopped past the peak)" if s.early_exit else ")"),
+              f"validation top-1 {s.val_score:.2f}%" + (", coarse grid stopped past the peak)" if s.early_exit else ")"),
               flush=True)
         t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, memory), device)
         evals = counting(problem)

@@ -68,7 +68,7 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all, converged=False):
 def clipprobe_search(x_tr, y_tr, x_val, y_val, x_all, y_all, solver="sklearn"):
     s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=1000, solver=solver)
     clf = probe.fit(x_all, y_all, s.C, 1000, solver=solver, start=s.probe)
-    return clf, s.C, s.val_top1, s.n_fits + 1
+    return clf, s.C, s.val_score, s.n_fits + 1
 
 
 def sweep(x_tr, y_tr, x_val, y_val, x_all, y_all, x_te, y_te):

@@ -13,6 +13,11 @@ def main():
     sizes = ", ".join(f"{n} {s}" for s, n in info["splits"].items())
     print(f"prepared {info['dataset']}: {len(info['classes'])} classes, {sizes} images"
           + (f", {len(info['skipped'])} unreadable skipped" if info["skipped"] else ""))
+    absent = datasets.classes_without_images(PREPARED, "test", info["classes"])
+    if absent:
+        print(f"note: no test images of {', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}: "
+              f"mean_per_class_recall averages the {len(info['classes']) - len(absent)} classes with test images, "
+              "and metrics/accuracy.json lists the others as classes_absent_from_test")
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def test_archives_cannot_write_outside_the_data_root(tmp_path, evil):
     archive = _tar(tmp_path / "data.tar", [("images/ok.png", "file"), evil])
     root = tmp_path / "root"
     root.mkdir()
-    with datasets._safe_archives(), pytest.raises(ClipprobeError, match="outside"):
+    with datasets._downloads(), pytest.raises(ClipprobeError, match="outside"):
         extract_archive(str(archive), str(root))    # the path torchvision's downloads take
     assert not (tmp_path / "escape.txt").exists() and not list(root.rglob("*"))
 
@@ -143,3 +143,77 @@ def test_safe_archive_extracts_normal_members(tmp_path):
     archive = _tar(tmp_path / "data.tar", [("images/ok.png", "file")])
     datasets.safe_extract_tar(archive, tmp_path / "root")
     assert (tmp_path / "root" / "images" / "ok.png").read_bytes() == b"pixels"
+
+
+def test_symlink_loop_inside_a_class_folder_is_walked_once(image_folder, tmp_path):
+    (image_folder / "train" / "cat" / "loop").symlink_to("..")        # train/cat/loop -> train/
+    (image_folder / "test" / "dog" / "self").symlink_to(".")
+    outside = make_image_folder(tmp_path / "more", classes=("cat",), n_train=1, n_test=0) / "train" / "cat"
+    (image_folder / "train" / "cat" / "more").symlink_to(outside)     # a link elsewhere is followed
+    info = datasets.prepare(DataParams(name=str(image_folder), skip_corrupt=True), tmp_path / "p")
+    assert info["splits"] == {"train": 19, "test": 9} and info["skipped"] == []
+    train = datasets.read_split(tmp_path / "p", "train")
+    paths, labels = train.column("path").to_pylist(), train.column("label").to_pylist()
+    assert [p for p, y in zip(paths, labels) if y == 0] == \
+        ["train/cat/000.png", "train/cat/001.png", "train/cat/002.png", "train/cat/003.png",
+         "train/cat/004.png", "train/cat/005.png", "train/cat/more/000.png"]
+    assert all(p.startswith(f"train/{['cat', 'dog', 'owl'][y]}/") for p, y in zip(paths, labels))
+
+
+@pytest.mark.parametrize("empty", ["no class folders", "empty class folders", "only unreadable files"])
+def test_empty_test_split_stops_prepare_before_reading_any_image(image_folder, tmp_path, monkeypatch, empty):
+    import shutil
+    shutil.rmtree(image_folder / "test")
+    (image_folder / "test").mkdir()
+    if empty != "no class folders":
+        for cls in ("cat", "dog"):
+            (image_folder / "test" / cls).mkdir()
+    if empty == "only unreadable files":
+        (image_folder / "test" / "cat" / "x.png").write_bytes(b"not a png")
+        with pytest.raises(ClipprobeError) as e:
+            datasets.prepare(DataParams(name=str(image_folder), skip_corrupt=True), tmp_path / "p")
+    else:
+        monkeypatch.setattr(datasets, "read_images", lambda *a: pytest.fail("read images of an empty split"))
+        with pytest.raises(ClipprobeError) as e:
+            datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    assert f"{image_folder / 'test'}: no usable images" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "p").exists()
+
+
+def test_class_without_test_images_is_prepared_and_named(image_folder, tmp_path):
+    for f in (image_folder / "test" / "owl").iterdir():
+        f.unlink()
+    info = datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    assert info["splits"] == {"train": 18, "test": 6}
+    assert datasets.classes_without_images(tmp_path / "p", "test", info["classes"]) == ["owl"]
+
+
+def test_16_bit_grayscale_png_is_scaled_to_8_bits_in_the_loader(image_folder, tmp_path):
+    values = np.array([[0, 257, 1000], [32768, 65000, 65535]], np.uint16)
+    Image.fromarray(values).save(image_folder / "train" / "cat" / "000.png")
+    assert Image.open(image_folder / "train" / "cat" / "000.png").mode == "I;16"
+    info = datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    images = datasets.SplitImages(datasets.read_split(tmp_path / "p", "train"), info["root"], lambda im: im)
+    rgb = np.asarray(images.open(0))
+    assert images.open(0).mode == "RGB" and rgb.dtype == np.uint8
+    expected = np.array([[0, 1, 4], [128, 253, 255]], np.uint8)     # round(v / 257): 65535 -> 255
+    for c in range(3):
+        np.testing.assert_array_equal(rgb[..., c], expected)
+    as_int32 = Image.fromarray(values.astype(np.int32))             # mode I, as some Pillows open them
+    np.testing.assert_array_equal(np.asarray(datasets.to_rgb(as_int32))[..., 0], expected)
+    assert np.asarray(datasets.SplitImages(datasets.read_split(tmp_path / "p", "train"), info["root"],
+                                           lambda im: im).open(1)).max() > 150   # 8-bit images unchanged
+
+
+def test_prepared_table_records_each_files_content(image_folder, tmp_path):
+    import hashlib
+    datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "a")
+    table = datasets.read_split(tmp_path / "a", "train")
+    first = image_folder / table.column("path")[0].as_py()
+    assert table.column("sha256")[0].as_py() == hashlib.sha256(first.read_bytes()).hexdigest()
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(first)                # new pixels, same name
+    datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "b")
+    changed = datasets.read_split(tmp_path / "b", "train")
+    assert changed.column("path").equals(table.column("path"))
+    assert changed.column("sha256")[0] != table.column("sha256")[0]
+    assert changed.column("sha256")[1:].equals(table.column("sha256")[1:])

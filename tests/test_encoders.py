@@ -107,3 +107,39 @@ def test_place_casts_the_tower_weights():
     assert {p.dtype for p in enc.visual.parameters()} == {torch.bfloat16}
     with torch.inference_mode():
         assert enc.visual(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"embed_dim": 32, "vision_cfg": {', "not valid JSON"),
+    ('{"embed_dim": 32, "vision_cfg": {"image_size": 32}}', "lacks text_cfg"),
+    ('[1, 2]', "lacks embed_dim, vision_cfg, text_cfg"),
+])
+def test_malformed_or_incomplete_model_config_is_one_line(tmp_path, text, expected):
+    cfg = tmp_path / "mine.json"
+    cfg.write_text(text)
+    with pytest.raises(ClipprobeError) as e:
+        encoders.load_encoder(str(cfg), "random")
+    assert expected in str(e.value) and str(cfg) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_model_config_open_clip_cannot_build_is_one_line(tmp_path):
+    cfg = tmp_path / "broken-values.json"
+    cfg.write_text('{"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": "two", "width": 64, '
+                   '"patch_size": 8}, "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, '
+                   '"heads": 2, "layers": 1}}')
+    with pytest.raises(ClipprobeError) as e:
+        encoders.load_encoder(str(cfg), "random")
+    assert "cannot build a model from this config" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_zip_with_code_folder_that_is_not_torchscript_is_one_line(tmp_path):
+    import zipfile
+    fake = tmp_path / "fake.pt"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("fake/code/__torch__.py", "not torchscript")
+        z.writestr("fake/data.pkl", b"junk")
+    with pytest.raises(ClipprobeError) as e:
+        encoders.load_encoder(TINY, str(fake))
+    msg = str(e.value)
+    assert "model.weights=" in msg and "fake.pt" in msg and "torch.jit.load cannot read it" in msg
+    assert "\n" not in msg

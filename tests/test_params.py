@@ -24,6 +24,8 @@ def test_defaults_when_sections_missing():
     ({"C": -1.0}, "C"),
     ({"C": math.nan}, "C"),
     ({"C": "lots"}, "C"),
+    ({"C": 1e308}, "C"),
+    ({"C": 1e-300}, "C"),
     ({"extract": {"batch_size": 0}}, "extract.batch_size"),
     ({"extract": {"batch_size": "64"}}, "extract.batch_size"),
     ({"extract": {"device": "tpu"}}, "extract.device"),
@@ -65,3 +67,32 @@ def test_ray_params_nest_under_extract():
     assert (p.extract.ray.address, p.extract.ray.actors, p.extract.ray.gpus_per_actor) == ("auto", 4, 0.5)
     assert params.ray_device(p.extract) == "cuda"
     assert params.parse({"extract": {"ray": None}}).extract.ray == params.RayParams()
+
+
+def test_C_may_span_the_bounds_that_change_a_fit():
+    assert params.parse({"C": params.C_MIN}).C == 1e-12 and params.parse({"C": "1e12"}).C == 1e12
+    with pytest.raises(ClipprobeError, match=r"C must be auto or a number from 1e-12 to 1e\+12"):
+        params.parse({"C": 1e308})
+
+
+def test_duplicate_keys_in_params_yaml_name_the_key_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  name: cifar10\n  limit_per_class: 5\n  name: mnist\nC: auto\n")
+    with pytest.raises(ClipprobeError) as e:
+        params.load(path)
+    assert "key data.name appears twice (again on line 4)" in str(e.value) and "\n" not in str(e.value)
+    path.write_text("C: 1\ndata:\n  name: cifar10\nC: 2\n")
+    with pytest.raises(ClipprobeError, match="key C appears twice"):
+        params.load(path)
+    path.write_text("data:\n  name: cifar10\nmodel:\n  name: RN50\n")   # same key in two sections
+    assert params.load(path).model.name == "RN50"
+
+
+def test_data_root_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "raw"
+    f.write_text("not a folder")
+    for root in (f, f / "sub"):
+        with pytest.raises(ClipprobeError) as e:
+            params.parse({"data": {"root": str(root)}})
+        assert "data.root" in str(e.value) and f"{f} is a file" in str(e.value)
+    assert params.parse({"data": {"root": str(tmp_path / "new" / "raw")}}).data.root.endswith("raw")

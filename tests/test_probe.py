@@ -48,7 +48,7 @@ def test_search_follows_clip_protocol_and_finds_known_optimum(monkeypatch):
     assert [f.C for f in fitted[:6]] == [1e-6, 1e-4, 1e-2, 1.0, 1e2, 1e4]  # from the smallest C up
     assert 1e6 not in s.curve and s.early_exit                   # 1e2 and 1e4 fell below 1.0: stop
     assert s.n_fits == len(fitted) == 6 + 2 + 7 - 1   # coarse grid, then 2 per step minus reused points
-    assert s.val_top1 == max(s.curve.values()) and s.probe.C == s.C
+    assert s.val_score == max(s.curve.values()) and s.probe.C == s.C
     assert fitted[0].start is None
     for i, f in enumerate(fitted[1:], 1):
         before = [g.C for g in fitted[:i]]
@@ -70,7 +70,7 @@ def test_search_on_real_data_beats_or_equals_the_coarse_grid():
     s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=200)
     for c in probe.COARSE_GRID:
         acc = np.mean(probe.fit(x[tr], y[tr], c, 200).predict(x[val]) == y[val]) * 100
-        assert s.val_top1 >= acc
+        assert s.val_score >= acc
     assert 1e-6 <= s.C <= 1e6
 
 
@@ -214,3 +214,36 @@ def test_sklearn_fit_on_centred_features_is_scikit_learns_fit_on_the_features():
     assert np.abs(ours.intercept_ - ref.intercept_).max() < 0.01 * np.abs(ref.intercept_).max()
     assert np.array_equal(ours.predict(x), ref.predict(x))
     assert abs(ours.intercept_.sum()) < 1e-6 * np.abs(ours.intercept_).max()
+
+
+def test_search_selects_on_the_score_it_is_given():
+    x, y = _blobs(30, 1)
+    tr, val = splits.validation_split(y, 0.3, 0)
+    calls = []
+
+    def smallest_C_wins(clf, x_val, y_val):   # a score that prefers small C, unlike top-1
+        calls.append(len(y_val))
+        return -math.log10(clf.C)
+    s = probe.search_C(x[tr], y[tr], x[val], y[val], max_iter=50, score=smallest_C_wins)
+    assert s.C == min(s.curve) and s.val_score == -math.log10(s.C) and set(calls) == {len(val)}
+
+
+def test_multi_label_probe_is_one_vs_rest_and_round_trips(tmp_path):
+    from clipprobe import report
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 6)).astype(np.float32)
+    y = np.stack([(x[:, k] > 0).astype(np.int8) for k in range(3)], axis=1)
+    y[0, 0] = -1                                            # difficult: left out of class 0's fit
+    s = probe.search_C(x[:80], y[:80], x[80:], y[80:], max_iter=200, score=report.scorer("map11"))
+    clf = s.probe
+    assert isinstance(clf, probe.MultiLabelProbe) and clf.coef_.shape == (3, 6)
+    assert report.map11(y[80:], clf.decision_function(x[80:])) == s.val_score > 90
+    for k in range(3):   # each class its own binary scikit-learn fit
+        ref = probe.fit(x[:80][y[:80, k] != -1], (y[:80, k][y[:80, k] != -1] == 1).astype(int), s.C, 200)
+        np.testing.assert_allclose(clf.coef_[k], ref.coef_[0], rtol=1e-3, atol=1e-3)   # warm vs cold start
+    probe.save(clf, tmp_path, {"classes": ["a", "b", "c"]})
+    loaded, info = probe.load(tmp_path)
+    assert info["multi_label"] and np.allclose(loaded.decision_function(x), clf.decision_function(x), rtol=1e-6)
+    probe.save_start(clf, tmp_path / "start.npz")
+    start = probe.load_start(tmp_path / "start.npz", probe.classes_of(y))
+    assert isinstance(start, probe.MultiLabelProbe) and np.array_equal(start.coef_, clf.coef_)

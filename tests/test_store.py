@@ -40,3 +40,13 @@ def test_row_count_mismatch_is_caught(tmp_path):
 def test_unwritable_directory_is_one_clear_error(tmp_path):
     with pytest.raises(ClipprobeError, match="cannot write"):
         store.write_shard(tmp_path / "missing" / "dir", 0, [0], [0], np.zeros((1, 2), np.float32))
+
+
+def test_multi_label_rows_round_trip_through_a_shard_as_pyarrow_hands_them_over(tmp_path):
+    from clipprobe.labels import to_arrow
+    rows = np.array([[1, 0, -1], [0, 1, 1]], np.int8)
+    as_read = pa.table({"label": to_arrow(rows)}).column("label").to_numpy()   # what the engines pass on
+    store.write_shard(tmp_path, 0, [7, 9], as_read, np.ones((2, 4), np.float32))
+    store.write_manifest(tmp_path, {"rows": 2, "embed_dim": 4, "shards": [store.shard_name(0)]})
+    x, y, ids, _ = store.read_features(tmp_path)
+    assert y.dtype == np.int8 and y.tolist() == rows.tolist() and ids.tolist() == [7, 9]

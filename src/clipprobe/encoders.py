@@ -9,6 +9,7 @@ dict), or `random`: the untrained baseline, seeded.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ def resolve_name(name: str) -> str:
         path = Path(name)
         if not path.is_file():
             raise ClipprobeError(f"model.name={name}: config file not found")
+        _check_model_config(path)
         open_clip.add_model_config(path)
         return path.stem
     arch = re.sub(r"@(\d+)px$", r"-\1", name).replace("/", "-")
@@ -44,6 +46,21 @@ def resolve_name(name: str) -> str:
         raise ClipprobeError(f"model.name={name}: unknown architecture; try one of "
                              f"{', '.join(close or known[:8])} (open_clip.list_models() has all)")
     return arch
+
+
+CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")  # what open_clip requires, else it ignores the file
+
+
+def _check_model_config(path: Path) -> None:
+    fix = "start from a config in open_clip's model_configs/ folder"
+    try:
+        cfg = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClipprobeError(f"model.name={path}: not valid JSON ({e}); {fix}") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise ClipprobeError(f"model.name={path}: an open_clip model config needs {', '.join(CONFIG_KEYS)}, "
+                             f"this one lacks {', '.join(missing)}; {fix}")
 
 
 def _is_openai_spelling(name: str) -> bool:
@@ -70,15 +87,19 @@ def _read_checkpoint(path: Path) -> dict:
     if is_torchscript(path):  # loaded only because the user named this OpenAI .pt file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            try:
+                state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            except Exception as e:  # torch raises RuntimeError and others for a broken archive
+                raise ClipprobeError(f"model.weights={path}: a zip with code/ like OpenAI's TorchScript .pt, but "
+                                     f"torch.jit.load cannot read it ({_first_line(e)}); download the file again, "
+                                     "or give a torch state dict") from None
         for key in ("input_resolution", "context_length", "vocab_size"):
             state.pop(key, None)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
-            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({reason}); "
+            raise ClipprobeError(f"model.weights={path}: not a readable checkpoint ({_first_line(e)}); "
                                  "give an OpenAI .pt file or a torch state dict") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
@@ -87,6 +108,12 @@ def _read_checkpoint(path: Path) -> dict:
     if next(iter(state)).startswith("module."):
         state = {k[len("module."):]: v for k, v in state.items()}
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _first_line(e: Exception) -> str:
+    """The gist of an exception from torch or open_clip, for a one-line error (torch appends
+    boilerplate after two spaces)."""
+    return f"{type(e).__name__}: {re.split(r'  +', (str(e).splitlines() or [''])[0])[0][:120]}"
 
 
 def _mismatch(expected: dict, state: dict, arch: str) -> str:
@@ -198,8 +225,16 @@ def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
                              f"(tags: {', '.join(tags) or 'none'}), not a file, and not random")
 
     with _quiet(state is not None):  # open_clip would report "initialized randomly" before we load
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, force_quick_gelu=bool(openai_origin), **kwargs)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, force_quick_gelu=bool(openai_origin), **kwargs)
+        except Exception as e:
+            if not name.endswith(".json"):
+                raise
+            # a config with every top-level key can still hold values open_clip cannot build
+            raise ClipprobeError(f"model.name={name}: open_clip cannot build a model from this config "
+                                 f"({_first_line(e)}); start from a config in open_clip's model_configs/ "
+                                 "folder") from None
     if state is not None:
         problem = _mismatch(model.state_dict(), state, arch)
         if problem:

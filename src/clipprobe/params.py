@@ -13,15 +13,19 @@ from pathlib import Path
 
 import yaml
 
+from clipprobe import registry
 from clipprobe.errors import ClipprobeError
 
-DATASETS = ("cifar10", "cifar100", "stl10", "mnist", "fashion-mnist", "food101",
-            "flowers102", "oxford-pets", "dtd", "eurosat")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 LAYERS = ("projection", "pre_projection")
 SOLVERS = ("sklearn", "torch")
 ENGINES = ("local", "ray")
+# C outside these bounds changes no fit (beyond 1e12 the L2 term is below float32 resolution of the
+# loss: no regularisation; below 1e-12 the weights are ~1e-11: the class prior), yet C * n or
+# 1 / (C * n) can overflow the solvers (C: 1e308 made the torch solver spin forever). The CLIP
+# paper's search spans 1e-6..1e6.
+C_MIN, C_MAX = 1e-12, 1e12
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,19 @@ def _int(key, v, minimum):
 
 
 def _check_data(p: DataParams) -> None:
+    known = ", ".join(registry.names())
     if not isinstance(p.name, str) or not p.name:
-        _fail("data.name", p.name, f"one of {', '.join(DATASETS)} or an ImageFolder path")
-    if p.name not in DATASETS and not Path(p.name).is_dir():
-        _fail("data.name", p.name,
-              f"one of {', '.join(DATASETS)} or an existing ImageFolder root with train/ and test/")
+        _fail("data.name", p.name, f"one of {known} or an ImageFolder path")
+    if registry.get(p.name) is None and not Path(p.name).is_dir():
+        _fail("data.name", p.name, f"one of {known} or an existing ImageFolder root with train/ and test/")
     if not isinstance(p.root, str) or not p.root:
         _fail("data.root", p.root, "a directory path")
+    for d in (Path(p.root), *Path(p.root).parents):  # the part that exists must be a folder
+        if d.exists():
+            if not d.is_dir():
+                _fail("data.root", p.root, f"a directory (created if missing), but {d} is a file; "
+                      "point it at a folder")
+            break
     if p.limit_per_class is not None:
         _int("data.limit_per_class", p.limit_per_class, 1)
     if not isinstance(p.skip_corrupt, bool):
@@ -160,8 +170,9 @@ def _check_C(c):
             c = float(c)
         except ValueError:
             _fail("C", c, "auto or a positive number")
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
-        _fail("C", c, "auto or a positive finite number")
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not C_MIN <= c <= C_MAX:
+        _fail("C", c, f"auto or a number from {C_MIN:g} to {C_MAX:g} (beyond them no fit changes, and "
+              "C * n overflows the solver)")
     return float(c)
 
 
@@ -236,8 +247,29 @@ def load(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ClipprobeError(f"{path}: params file not found; run from the project root")
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ClipprobeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if duplicate:
+        key, line = duplicate
+        raise ClipprobeError(f"{path}: key {key} appears twice (again on line {line}); keep one (YAML loaders "
+                             "disagree on which wins, and DVC refuses the file)")
     return parse(raw or {})
+
+
+def _duplicate_key(node, prefix: str = "") -> tuple[str, int] | None:
+    """The first key (dotted path, line) that a mapping of the YAML node tree holds twice."""
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            if name in seen:
+                return name, key.start_mark.line + 1
+            seen.add(name)
+            found = _duplicate_key(value, f"{name}.")
+            if found:
+                return found
+    return None

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from clipprobe.errors import ClipprobeError
 
+INPUTS = Path("inputs")  # what the inputs stage writes down about the user's files
+DATA_LISTING = INPUTS / "data.tsv"    # the ImageFolder's files: prepare depends on it
+MODEL_RECORD = INPUTS / "model.json"  # model.name / model.weights with file hashes: extract depends on it
 PREPARED = Path("data/prepared")
 FEATURES = Path("features")
 TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
@@ -30,8 +33,9 @@ class StagePaths:
 # tune and train read features/train and, where the dataset has one, features/val: they
 # depend on features/ as a whole, which only extraction writes.
 STAGES = {
-    "prepare": StagePaths(reads=(), writes=(PREPARED,)),
-    "extract": StagePaths(reads=(PREPARED,), writes=(FEATURES,)),
+    "inputs": StagePaths(reads=(), writes=(DATA_LISTING, MODEL_RECORD)),
+    "prepare": StagePaths(reads=(DATA_LISTING,), writes=(PREPARED,)),
+    "extract": StagePaths(reads=(PREPARED, MODEL_RECORD), writes=(FEATURES,)),
     "tune": StagePaths(reads=(FEATURES,),
                        writes=(TUNED, METRICS / "tune.json", METRICS / "tune_curve.csv")),
     "train": StagePaths(reads=(FEATURES, METRICS / "tune.json", TUNED), writes=(PROBE,)),

@@ -1,8 +1,8 @@
 """The feature store: per split, `manifest.json` beside a `shards/` folder of Parquet shards.
 
 The manifest sits beside the shards, not among them, so `shards/` reads as one Parquet
-dataset with pandas, polars or DuckDB.  Shards have columns `id`, `label`, `embedding` (fixed-size list of float32) and, for
-file-based sources, `path`.  They are readable as is by pandas, polars or DuckDB.
+dataset with pandas, polars or DuckDB.  Shards have columns `id`, `label` (see labels.py),
+`embedding` (fixed-size list of float32) and, for file-based sources, `path`.
 Every file is written to a temporary name and renamed, so a shard either exists
 whole or not at all, which is what makes resuming an interrupted extraction safe.
 """
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipprobe.errors import ClipprobeError
+from clipprobe.labels import from_arrow, to_arrow
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
@@ -28,8 +29,9 @@ def shard_name(index: int) -> str:
     return f"{SHARDS}/part-{index:05d}.parquet"
 
 
-def schema(dim: int, with_path: bool) -> pa.Schema:
-    cols = [pa.field("id", pa.int64()), pa.field("label", pa.int64()),
+def schema(dim: int, with_path: bool, label: pa.DataType = pa.int64()) -> pa.Schema:
+    """`label` is int64, or for multi-label datasets a fixed-size list of int8 (see labels.py)."""
+    cols = [pa.field("id", pa.int64()), pa.field("label", label),
             pa.field("embedding", pa.list_(pa.float32(), dim))]
     return pa.schema(cols + ([pa.field("path", pa.string())] if with_path else []))
 
@@ -48,11 +50,15 @@ def _atomic(path: Path, write) -> None:
 def write_shard(directory: Path, index: int, ids, labels, embeddings: np.ndarray, paths=None) -> None:
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     n, dim = emb.shape
-    cols = [pa.array(np.asarray(ids, np.int64)), pa.array(np.asarray(labels, np.int64)),
+    labels = np.asarray(labels)
+    if labels.dtype == object:   # multi-label rows, as pyarrow's to_numpy hands them over
+        labels = np.stack(labels) if len(labels) else np.zeros((0, 0), np.int8)
+    label = to_arrow(labels)
+    cols = [pa.array(np.asarray(ids, np.int64)), label,
             pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim)]
     if paths is not None:
         cols.append(pa.array(paths, pa.string()))
-    table = pa.Table.from_arrays(cols, schema=schema(dim, paths is not None))
+    table = pa.Table.from_arrays(cols, schema=schema(dim, paths is not None, label.type))
     try:
         (directory / SHARDS).mkdir(exist_ok=True)
     except OSError as e:
@@ -79,7 +85,8 @@ def read_manifest(directory: Path) -> dict:
 
 
 def read_features(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(embeddings float32 [n, dim], labels, ids, manifest) of one split."""
+    """(embeddings float32 [n, dim], labels, ids, manifest) of one split; labels are class indices,
+    or [n, classes] int8 rows for multi-label datasets (see labels.py)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     tables = [pq.read_table(directory / s) for s in manifest["shards"]]
@@ -89,5 +96,5 @@ def read_features(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                              f"{manifest['rows']}; rerun `dvc repro -f extract`")
     emb = table.column("embedding").combine_chunks()
     x = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), manifest["embed_dim"])
-    return (x.astype(np.float32, copy=False), table.column("label").to_numpy(),
+    return (x.astype(np.float32, copy=False), from_arrow(table.column("label")),
             table.column("id").to_numpy(), manifest)

@@ -1,0 +1,19 @@
+"""inputs: the user's files behind data.name, model.name and model.weights -> inputs/, so that
+DVC reruns prepare when the ImageFolder changes and extract when a model file does.
+
+Always run (dvc.yaml: always_changed) and cheap: no torch, no image decoding."""
+
+import json
+
+from clipprobe import inputs, params
+from clipprobe.stage import DATA_LISTING, MODEL_RECORD, run
+
+
+def main():
+    p = params.load()
+    inputs.write_atomic(DATA_LISTING, inputs.data_listing(p.data))
+    inputs.write_atomic(MODEL_RECORD, json.dumps(inputs.model_record(p.model), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,81 @@
+"""The inputs stage's records: the files prepare reads, and the model files by content."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from clipprobe import datasets, inputs
+from clipprobe.params import DataParams, ModelParams
+from conftest import REPO, TINY
+from test_dvc_contract import import_closure
+
+
+def _paths(listing: str) -> list[str]:
+    return [line.split("\t")[0] for line in listing.splitlines()[1:]]
+
+
+def test_listing_names_exactly_the_files_prepare_reads(image_folder, tmp_path):
+    (image_folder / "train" / "cat" / "loop").symlink_to("..")
+    (image_folder / "train" / "dog" / ".DS_Store").write_text("hidden")
+    (image_folder / "README.txt").write_text("outside the splits")
+    datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    read = [p for s in ("train", "test") for p in datasets.read_split(tmp_path / "p", s).column("path").to_pylist()]
+    listing = inputs.data_listing(DataParams(name=str(image_folder)))
+    assert _paths(listing) == read and len(read) == 27
+    st = (image_folder / read[0]).stat()
+    assert listing.splitlines()[1] == f"{read[0]}\t{st.st_size}\t{st.st_mtime_ns}"
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "rename", "rewrite", "touch"])
+def test_listing_changes_with_any_file_change_and_only_then(image_folder, change):
+    p = DataParams(name=str(image_folder))
+    f = image_folder / "test" / "dog" / "001.png"
+    old = f.stat().st_mtime_ns - 10**9     # a second ago, so that the file clock's tick cannot hide a write
+    os.utime(f, ns=(old, old))
+    before = inputs.data_listing(p)
+    assert inputs.data_listing(p) == before
+    if change == "add":
+        Image.new("RGB", (8, 8)).save(image_folder / "test" / "dog" / "new.png")
+    elif change == "remove":
+        f.unlink()
+    elif change == "rename":
+        f.rename(f.with_name("renamed.png"))
+    elif change == "rewrite":   # same name, same size, other bytes
+        f.write_bytes(bytes(reversed(f.read_bytes())))
+    else:
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 1))
+    assert inputs.data_listing(p) != before
+
+
+def test_listing_of_a_named_dataset_is_constant():
+    assert inputs.data_listing(DataParams(name="cifar10")) == "path\tsize\tmtime_ns\n"
+
+
+def test_model_record_hashes_files_and_rehashes_only_a_changed_one(tmp_path, monkeypatch):
+    ckpt, cache = tmp_path / "w.pt", tmp_path / "cache" / "sha256.json"
+    ckpt.write_bytes(b"weights one")
+    record = inputs.model_record(ModelParams(name=TINY, weights=str(ckpt)), cache)
+    assert record["weights_sha256"] == hashlib.sha256(b"weights one").hexdigest()
+    assert record["name_sha256"] == hashlib.sha256(open(TINY, "rb").read()).hexdigest()
+    assert inputs.model_record(ModelParams(name="ViT-B/32", weights="openai"), cache) == \
+        {"name": "ViT-B/32", "weights": "openai"}
+
+    calls = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda f, algo: calls.append(f.name) or real(f, algo))
+    assert inputs.model_record(ModelParams(name=TINY, weights=str(ckpt)), cache) == record
+    assert calls == []                                  # unchanged (path, size, mtime): from the cache
+    ckpt.write_bytes(b"weights two")                    # replaced in place
+    changed = inputs.model_record(ModelParams(name=TINY, weights=str(ckpt)), cache)
+    assert changed["weights_sha256"] == hashlib.sha256(b"weights two").hexdigest() and calls == [str(ckpt)]
+
+
+def test_inputs_stage_imports_neither_torch_nor_image_decoders():
+    modules = sorted(f"clipprobe.{p.split('/')[-1][:-3]}" for p in import_closure(REPO / "stages" / "inputs.py"))
+    code = f"import sys, {', '.join(modules)}; print(sorted({{'torch', 'PIL', 'numpy', 'pyarrow'}} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
