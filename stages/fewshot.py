@@ -21,7 +21,7 @@ def main():
         x_te, y_te, _, _ = store.read_features(FEATURES / "test")
         runs, skipped = fewshot.grid(
             x, y, x_te, y_te, shots, seeds, val=val, max_iter=p.train.max_iter, solver=p.train.solver,
-            device=p.train.device, metric=registry.metric_of(manifest["dataset"]),
+            device=p.train.device, memory=p.train.memory, metric=registry.metric_of(manifest["dataset"]),
             on_run=lambda r: print(f"{r.k:>3}-shot seed {r.seed}: C = {r.C:.4g}, test top-1 {r.test['top1']:.2f}%"))
         for s in skipped:
             print(fewshot.skip_note(s, classes))

@@ -105,7 +105,7 @@ class Run:
 
 def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, shots, seeds: int,
          val: tuple[np.ndarray, np.ndarray] | None = None, max_iter: int = 1000, solver: str = "torch",
-         device: str = "auto", metric: str = "top1", on_run=None) -> tuple[list[Run], list[Shortage]]:
+         device: str = "auto", memory: int | str = "auto", metric: str = "top1", on_run=None) -> tuple[list[Run], list[Shortage]]:
     """Every (k, seed) probe of the grid: C searched (`probe.search_C`, the paper's protocol) on
     the validation images by the dataset's headline `metric`, the probe at that C fitted on the
     k shots, scored on the test features. Single-label datasets only.
@@ -126,7 +126,7 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
             x_va, y_va = (x[va], y[va]) if val is None else (val[0][va], y_val[va])
             with _torch_threads(len(tr) * (x.shape[1] + 1) * len(labels), solver):
                 s = probe.search_C(x[tr], y[tr], x_va, y_va, max_iter=max_iter, solver=solver, device=device,
-                                   score=report.scorer(metric))
+                                   memory=memory, score=report.scorer(metric))
             test = report.metrics(y_test, s.probe.predict_proba(x_test), s.probe.classes_, metric)
             runs.append(Run(k, seed, s.C, s.val_score, test))
             if on_run is not None:

@@ -7,7 +7,8 @@ one line naming the param, the value and what is allowed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import yaml
@@ -71,6 +72,7 @@ class TrainParams:
     max_iter: int = 1000
     solver: str = "torch"
     device: str = "auto"
+    memory: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -194,11 +196,30 @@ def _check_tune(p: TuneParams) -> None:
     _int("tune.seed", p.seed, 0)
 
 
-def _check_train(p: TrainParams) -> None:
+# decimal and binary multiples: 8GB = 8e9 bytes, 8GiB = 8 * 2**30
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(value) -> int | str:
+    """`auto`, or a positive number of bytes given as an integer or a size such as 8GB or 512MiB."""
+    if value == "auto":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+    if m and m[2].lower() in _SIZE_UNITS and int(float(m[1]) * _SIZE_UNITS[m[2].lower()]) > 0:
+        return int(float(m[1]) * _SIZE_UNITS[m[2].lower()])
+    _fail("train.memory", value, "auto (the device's free memory less a margin), a number of bytes, "
+          "or a size such as 8GB or 512MiB")
+
+
+def _check_train(p: TrainParams) -> TrainParams:
     _int("train.max_iter", p.max_iter, 1)
     if p.solver not in SOLVERS:
         _fail("train.solver", p.solver, " | ".join(SOLVERS))
     _device("train.device", p.device)
+    return replace(p, memory=memory_bytes(p.memory))
 
 
 def _check_fewshot(p: FewshotParams) -> None:
@@ -238,8 +259,7 @@ def _section(name: str, raw, table=_SECTIONS):
     nested = {k: _section(f"{name}.{k}", v, _SUBSECTIONS) for k, v in raw.items()
               if f"{name}.{k}" in _SUBSECTIONS}
     section = cls(**{**raw, **nested})
-    check(section)
-    return section
+    return check(section) or section  # a check may return the section with values normalised
 
 
 def parse(raw: dict) -> Params:
