@@ -12,6 +12,14 @@ Model loading and a one-batch warm-up of each model are outside the timings.
     python bench/extract.py --device cuda --images 20000 --data DIR --repeats 2
     python bench/extract.py --probe --images 2000               # + linear-probe accuracy, fp32 vs fast
     python bench/extract.py --engine ray --actors 1,2           # the Ray engine per actor count vs the local one
+    python bench/extract.py --device cuda --jpeg 500x375 --images 20000 --no-canonical  # JPEG files, decoded on the GPU
+
+`--jpeg WxH` generates JPEG files of that size (quality 90, photo-like: a smooth random colour
+field plus noise, ~100 KB at 500x375 as ImageNet's average) as a file-based prepared split, as
+`prepare` writes an ImageFolder; the canonical loop reads them with torchvision's ImageFolder.  On
+CUDA clipprobe decodes them on the GPU (`jpeg` module; on CPU with `--jpeg-on-device`); "clipprobe,
+PIL decode" then times the loader's PIL path on the same files, and the features of both are compared;
+"decode only" is the device decoder alone on the files' bytes, in batches of clipprobe's size.
 """
 
 from __future__ import annotations
@@ -19,16 +27,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
 from clipprobe import devices, encoders, features, params, probe, splits, store
@@ -52,6 +63,59 @@ def synthetic32(n: int, transform):
     from torchvision.datasets import FakeData
 
     return FakeData(size=n, image_size=(3, 32, 32), num_classes=10, transform=transform)
+
+
+# +-levels of uniform noise: ~104 KB per 500x375 JPEG at quality 90 (ILSVRC-2012 train: 138 GB / 1.28M, ~110 KB)
+JPEG_NOISE = 36
+
+
+def _write_jpegs(args) -> None:
+    root, size, start, stop = args
+    for i in range(start, stop):
+        rng = np.random.default_rng(i)
+        field = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
+        noisy = np.asarray(field, np.int16) + rng.integers(-JPEG_NOISE, JPEG_NOISE + 1, (size[1], size[0], 3),
+                                                           dtype=np.int16)
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(root / str(i % 10) / f"{i:07d}.jpg", quality=90)
+
+
+def jpeg_files(n: int, size: tuple[int, int], root: Path, transform):
+    """n generated JPEG files of `size` under root/<class>/ (10 classes), as torchvision's ImageFolder."""
+    from torchvision.datasets import ImageFolder
+
+    for c in range(10):
+        (root / str(c)).mkdir(parents=True)
+    step = -(-n // (4 * (os.cpu_count() or 1)))
+    with ProcessPoolExecutor() as pool:
+        list(pool.map(_write_jpegs, [(root, size, a, min(a + step, n)) for a in range(0, n, step)]))
+    return ImageFolder(str(root), transform=transform)
+
+
+def write_prepared_files(dataset, out: Path) -> Path:
+    """An ImageFolder dataset's files as a file-based prepared split named `bench` (paths, as `prepare` writes)."""
+    root = Path(dataset.root)
+    out.mkdir(parents=True)
+    paths = [str(Path(p).relative_to(root)) for p, _ in dataset.samples]
+    pq.write_table(pa.table({"id": pa.array(range(len(paths)), pa.int64()),
+                             "label": pa.array([y for _, y in dataset.samples], pa.int64()),
+                             "path": pa.array(paths)}), out / "bench.parquet")
+    info = {"dataset": "bench", "root": str(root), "classes": dataset.classes, "splits": {"bench": len(paths)}}
+    (out / "info.json").write_text(json.dumps(info))
+    return out
+
+
+def decode_only(dataset, n_batch: int, device) -> float:
+    """Seconds to decode the dataset's JPEG files on the device alone, in batches (bytes read beforehand)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(Path(p).read_bytes()), dtype=torch.uint8) for p, _ in dataset.samples]
+    decode_jpeg(data[:n_batch], mode=ImageReadMode.RGB, device=device)  # warm-up: nvjpeg's handles and buffers
+    sync(device)
+    start = time.perf_counter()
+    for i in range(0, len(data), n_batch):
+        decode_jpeg(data[i:i + n_batch], mode=ImageReadMode.RGB, device=device)
+    sync(device)
+    return time.perf_counter() - start
 
 
 def write_prepared(dataset, n: int, out: Path) -> Path:
@@ -88,11 +152,11 @@ def canonical(model, dataset, n: int, device: torch.device, dtype: torch.dtype) 
     return torch.cat(all_features).float().cpu().numpy()
 
 
-def clipprobe_extract(encoder, prepared: Path, scratch: Path, args, device, dtype) -> np.ndarray:
+def clipprobe_extract(encoder, prepared: Path, scratch: Path, args, device, dtype, jpeg_on_device=None) -> np.ndarray:
     spec = features.spec(encoder, args.model, args.weights, "projection", batch_size=args.batch, shard_size=10000,
                          device=device, dtype=dtype)
     features.extract_split(encoder, prepared, "bench", scratch, spec, "bench", device=device, dtype=dtype,
-                           workers=args.workers_n)
+                           workers=args.workers_n, jpeg_on_device=jpeg_on_device)
     return store.read_features(scratch)[0]
 
 
@@ -181,6 +245,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="folder with Fashion-MNIST IDX .gz files "
                     "(default: Debian's /usr/share/datasets/fashion-mnist)")
     ap.add_argument("--synthetic32", action="store_true", help="random 32x32 RGB images instead of Fashion-MNIST")
+    ap.add_argument("--jpeg", metavar="WxH", help="generated JPEG files of this size (e.g. 500x375, 32x32) instead")
+    ap.add_argument("--no-canonical", action="store_true", help="time clipprobe and the model only")
+    ap.add_argument("--jpeg-on-device", action="store_true",
+                    help="with --jpeg on CPU: decode in the main process with torchvision as CUDA would (default: PIL)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto", help="clipprobe's: auto | fp32 | fp16 | bf16")
     ap.add_argument("--batch-size", default="auto", help="clipprobe's (the canonical loop's is 100)")
@@ -202,6 +270,11 @@ def main() -> None:
     args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
     if args.probe and args.only:
         raise ClipprobeError("--probe needs both sides: drop --only")
+    wh = args.jpeg.split("x") if args.jpeg else []
+    if args.jpeg and not (len(wh) == 2 and all(v.isdigit() and int(v) > 0 for v in wh)):
+        raise ClipprobeError(f"--jpeg {args.jpeg}: expected WIDTHxHEIGHT, e.g. 500x375")
+    if args.probe and args.no_canonical:
+        raise ClipprobeError("--probe compares against the canonical loop: drop --no-canonical")
     if args.probe and canon_dtype != torch.float32:
         raise ClipprobeError("--probe compares against fp32 features: run it with --device cpu")
 
@@ -216,11 +289,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = (synthetic32(args.images, preprocess) if args.synthetic32
-                else fashion_mnist(args.data, tmp / "raw", preprocess))
-        n = min(args.images, len(data))
-        prepared = write_prepared(data, n, tmp / "prepared")
-        what = "synthetic 32x32" if args.synthetic32 else "Fashion-MNIST 28x28"
+        if args.jpeg:
+            size = tuple(int(v) for v in args.jpeg.split("x"))
+            t = time.perf_counter()
+            data = jpeg_files(args.images, size, tmp / "jpeg", preprocess)
+            n, prepared = len(data), write_prepared_files(data, tmp / "prepared")
+            mean_kb = sum(os.path.getsize(p) for p, _ in data.samples) / n / 1e3
+            what = f"generated {args.jpeg} JPEG (q90, mean {mean_kb:.0f} KB, made in {time.perf_counter() - t:.0f}s)"
+        else:
+            data = (synthetic32(args.images, preprocess) if args.synthetic32
+                    else fashion_mnist(args.data, tmp / "raw", preprocess))
+            n = min(args.images, len(data))
+            prepared = write_prepared(data, n, tmp / "prepared")
+            what = "synthetic 32x32" if args.synthetic32 else "Fashion-MNIST 28x28"
         where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
         print(f"{n} {what} images, {args.model} ({args.weights}), {device.type} ({where}); canonical: batch 100, no workers, "
               f"{str(canon_dtype)[6:]}; clipprobe: batch {args.batch}, {args.workers_n} workers, {str(dtype)[6:]}",
@@ -232,6 +313,11 @@ def main() -> None:
 
         # warm-up: one full batch through each model (oneDNN and cuBLAS pick kernels per shape)
         sides = [args.only] if args.only else ["canonical", "clipprobe", "model only"]
+        if args.no_canonical:
+            sides.remove("canonical")
+        on_device = bool(args.jpeg) and (device.type == "cuda" or args.jpeg_on_device)
+        if on_device and "clipprobe" in sides:
+            sides.insert(sides.index("clipprobe") + 1, "clipprobe, PIL decode")
         if "canonical" in sides:
             canonical(model, data, min(n, 100), device, canon_dtype)
         if "clipprobe" in sides:
@@ -243,17 +329,28 @@ def main() -> None:
                 t, x_c = timed(lambda: canonical(model, data, n, device, canon_dtype), device)
                 runs["canonical"].append(t)
             if "clipprobe" in sides:
-                t, x_f = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"features{r}", args, device, dtype),
-                               device)
+                t, x_f = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"features{r}", args, device, dtype,
+                                                         jpeg_on_device=on_device or None), device)
                 runs["clipprobe"].append(t)
+            if "clipprobe, PIL decode" in sides:
+                t, x_p = timed(lambda: clipprobe_extract(encoder, prepared, tmp / f"pil{r}", args, device, dtype,
+                                                         jpeg_on_device=False), device)
+                runs["clipprobe, PIL decode"].append(t)
+            if on_device and "clipprobe" in sides:
+                runs.setdefault("decode only", []).append(decode_only(data, args.batch, device))
             if "model only" in sides:
                 runs["model only"].append(timed(lambda: model_only(encoder, n_model, args.batch, device, dtype),
                                                 device)[0])
         rate = {k: (n_model if k == "model only" else n) / statistics.median(t) for k, t in runs.items()}
+        width = max(11, *map(len, rate))
         for k, v in rate.items():
-            print(f"{k:>11}: {v:9.1f} images/s  (median of {args.repeats}: "
+            print(f"{k:>{width}}: {v:9.1f} images/s  (median of {args.repeats}: "
                   f"{', '.join(f'{t:.2f}' for t in runs[k])} s)")
-        if args.only:
+        if "clipprobe, PIL decode" in rate:
+            cos = np.sum(x_f * x_p, 1) / (np.linalg.norm(x_f, axis=1) * np.linalg.norm(x_p, axis=1))
+            print(f"feature cosine device-decoded vs PIL-decoded: min {cos.min():.6f}, mean {cos.mean():.6f}; "
+                  f"{rate['clipprobe'] / rate['clipprobe, PIL decode']:.2f}x the PIL-decode rate")
+        if args.only or args.no_canonical:
             return
         print(f"      ratio: {rate['clipprobe'] / rate['canonical']:.2f}x clipprobe / canonical "
               f"({rate['clipprobe'] / rate['model only']:.0%} of the model-only rate)")

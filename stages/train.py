@@ -23,7 +23,7 @@ def main():
         x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
     start = probe.load_start(TUNED / "start.npz", probe.classes_of(y))
     clf = probe.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
-                    device=p.train.device)
+                    device=p.train.device, memory=p.train.memory)
     keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")
     probe.save(clf, PROBE, {**{k: manifest[k] for k in keys}, "n_train": len(y), "solver": p.train.solver})
     print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations"

@@ -27,7 +27,7 @@ def main():
         tr, val = splits.validation_split(y, p.tune.val_fraction, p.tune.seed)
         x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[val], y[val]
     s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
-                       device=p.train.device, score=report.scorer(metric))
+                       device=p.train.device, memory=p.train.memory, score=report.scorer(metric))
     n_iter = sum(it for _, _, it in s.fits)
     report.write_json(METRICS / "tune.json", {"C": s.C, "metric": metric, "val_score": s.val_score,
                                               "n_fits": s.n_fits, "n_iter": n_iter, "early_exit": s.early_exit,

@@ -56,7 +56,9 @@ def test_every_stage_in_dvc_yaml_is_declared_in_stage_py_and_has_a_script():
 def test_each_stage_depends_exactly_on_its_script_imports_and_reads():
     for name, spec in _dvc_stages().items():
         script = REPO / "stages" / f"{name}.py"
-        expected = {f"stages/{name}.py"} | import_closure(script) | {str(p) for p in stage.STAGES[name].reads}
+        declared = stage.STAGES[name]
+        expected = ({f"stages/{name}.py"} | import_closure(script) | {str(p) for p in declared.reads}
+                    | {f"${{{param}}}" for param in declared.param_reads})
         listed = set(spec.get("deps", []))
         assert not expected - listed, f"dvc.yaml: stage {name} misses deps {sorted(expected - listed)}"
         assert not listed - expected, f"dvc.yaml: stage {name} lists deps it does not use {sorted(listed - expected)}"

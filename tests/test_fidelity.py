@@ -110,3 +110,22 @@ def test_checkpoint_that_does_not_fit_names_both(checkpoints):
         encoders.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))
     msg = str(e.value)
     assert "ViT-tiny.pt" in msg and "ViT-B/32" in msg and "size mismatch" in msg
+
+
+def test_text_class_embeddings_match_openai_reference(checkpoints):
+    """The zero-shot classifier's class embeddings equal those OpenAI's code makes (clip.tokenize +
+    encode_text, each prompt normalised, the class mean normalised), class by class."""
+    from clipprobe import prompts, text
+
+    ps = prompts.Prompts(classnames=(("cat",), ("dog", "puppy"), ("owl",)),
+                         templates=("a photo of a {}.", "a blurry photo of the {}."), source="test")
+    for name in ("ViT-tiny.pt", "state_dict.pt"):
+        ours = text.class_embeddings(encoders.load_text_encoder(TINY_OPENAI, str(checkpoints / name)), ps,
+                                     torch.device("cpu"))
+        model, _ = clip.load(str(checkpoints / name), device="cpu", jit=False)
+        with torch.no_grad():
+            for label in range(3):
+                emb = model.encode_text(clip.tokenize(ps.texts(label), context_length=16)).float()
+                emb = torch.nn.functional.normalize(emb, dim=-1).mean(0)
+                ref = (emb / emb.norm()).numpy()
+                assert float(ours[label] @ ref) / float(np.linalg.norm(ours[label])) >= 0.9999, (name, label)

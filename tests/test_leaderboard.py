@@ -6,10 +6,12 @@ import tomllib
 from datetime import datetime, timedelta
 from importlib import import_module
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from clipprobe import leaderboard, leaderboard_figure
+from clipprobe import fewshot as fewshot_mod
+from clipprobe import leaderboard, leaderboard_figure, report
 from clipprobe.errors import ClipprobeError
 from clipprobe.experiments import _metrics
 from clipprobe.leaderboard import PROBE, ZERO_SHOT, Experiment
@@ -96,27 +98,47 @@ def test_duplicates_error_names_the_experiments():
                           duplicates="error")
 
 
-def test_zero_shot_and_few_shot_tables_from_their_metrics_files():
-    few = {"shots": {"1": {"mean": 40.0, "std": 2.0, "seeds": [38.0, 42.0]}, "4": {"mean": 60.0}},
-           "skipped": []}
-    board = leaderboard.build([exp("a", "RN50", "cifar10", 80.0, zeroshot={"top1": 55.0}, fewshot=few),
+def _fewshot_json(means: dict[int, list[float]], metric="top1"):
+    """A fewshot.json as the fewshot stage writes it (its own summary function), test scores per seed."""
+    runs = [fewshot_mod.Run(k=k, seed=s, C=1.0, val_score=50.0,
+                            test={"top1": v, "mean_per_class_recall": v - 1, "score": v, "metric": metric})
+            for k, values in means.items() for s, v in enumerate(values)]
+    return fewshot_mod.summary(runs, [], ["a", "b"], sorted(means), seeds=2)
+
+
+def _zeroshot_json(model="RN50"):
+    """A zeroshot.json as the zeroshot stage writes it: report.metrics (here top-1 3 of 4) and its fields."""
+    y, scores = np.array([0, 1, 1, 0]), np.eye(2)[[0, 1, 0, 0]]
+    return {**report.metrics(y, scores, np.arange(2)), "dataset": "cifar10", "model": model, "weights": "random"}
+
+
+ACC = {"top1": 80.0, "dataset": "cifar10", "model": "RN50", "weights": "random"}
+
+
+def test_zero_shot_and_few_shot_tables_from_the_files_their_stages_write():
+    few = _fewshot_json({1: [38.0, 42.0], 4: [60.0, 62.0]})
+    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json(), fewshot=few),
                                exp("b", "RN50", "dtd", 50.0)])
     assert [t.title for t in board.tables] == [PROBE, ZERO_SHOT, "few-shot, 1 shot", "few-shot, 4 shots"]
-    assert cells(board, ZERO_SHOT)[0] == {("RN50", "cifar10"): 55.0}
-    assert cells(board, "few-shot, 4 shots")[0] == {("RN50", "cifar10"): 60.0}
+    assert cells(board, ZERO_SHOT)[0] == {("RN50", "cifar10"): 75.0}
+    assert cells(board, "few-shot, 1 shot")[0] == {("RN50", "cifar10"): 40.0}
+    assert cells(board, "few-shot, 4 shots")[0] == {("RN50", "cifar10"): 61.0}
     md = leaderboard.markdown(board)
-    assert "## Zero-shot" in md and "## Few-shot, 1 shot" in md
+    assert "## Zero-shot" in md and "## Few-shot, 1 shot" in md and board.skipped == []
 
 
-@pytest.mark.parametrize("content", [
-    {"1": 40.0, "4": 60.0},
-    {"k1": {"mean": 40.0}, "k4": {"mean": 60.0}, "zero_shot_worth": "2"},
-    {"per_k": {"1-shot": {"top1": {"mean": 40.0, "std": 1.0}}, "4-shot": {"top1": {"mean": 60.0}}}},
-    {"k": [{"k": 1, "mean": 40.0}, {"k": 4, "mean": 60.0}]},
-    {"shots": {"k=1": {"score": 40.0, "metric": "top1"}, "k=4": {"score": 60.0, "metric": "top1"}}},
-])
-def test_fewshot_reads_each_documented_layout(content):
-    assert leaderboard.fewshot(content) == {1: ("top1", 40.0), 4: ("top1", 60.0)}
+def test_fewshot_reads_the_headline_mean_over_seeds_named_by_the_files_metric():
+    few = _fewshot_json({2: [70.0, 80.0]}, metric="mean_per_class_recall")
+    assert leaderboard.fewshot(few) == {2: ("mean_per_class_recall", 75.0)}
+    assert leaderboard.fewshot({"results": {"2": {"top1_mean": 70.0}}}) == {2: ("top1", 70.0)}
+    assert leaderboard.fewshot(_fewshot_json({})) == {}        # few-shot off, or multi-label
+
+
+def test_a_zeroshot_json_of_another_run_is_not_shown():
+    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json(model="ViT-B/32"))])
+    assert [t.title for t in board.tables] == [PROBE]
+    assert board.skipped == [("a", "its zeroshot.json has no score or top1, or is another run's "
+                                   "(zero-shot cell left empty)")]
 
 
 def test_experiments_without_a_headline_are_listed_not_shown():

@@ -31,7 +31,7 @@ class FakeFit:
 def _fake_search(monkeypatch, peak):
     fitted = []
 
-    def fake_fit(x, y, C, max_iter, solver, start, device):
+    def fake_fit(x, y, C, max_iter, solver, start, device, memory):
         fitted.append(FakeFit(C, peak, start))
         return fitted[-1]
 

@@ -1,4 +1,5 @@
-"""Frozen CLIP image encoders from open_clip: name and weights resolution, loading, placement.
+"""Frozen CLIP encoders from open_clip: name and weights resolution, loading, placement; the
+image tower for extraction, the text tower for zero-shot.
 
 `model.name` takes OpenAI's spelling (`ViT-B/32`, `ViT-L/14@336px`) or open_clip's
 (`ViT-B-32`), or a path to an open_clip model-config JSON.  `model.weights` is an
@@ -191,8 +192,8 @@ def _image_tower(model, layer: str) -> torch.nn.Module:
     return visual.eval().requires_grad_(False)
 
 
-def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
-    """Build the frozen image encoder on CPU, in fp32, in eval mode."""
+def _load_model(name: str, weights: str):
+    """The whole open_clip model on CPU in fp32, its preprocess, architecture and weights id."""
     import open_clip
 
     arch = resolve_name(name)
@@ -241,10 +242,39 @@ def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
             raise ClipprobeError(f"model.weights={weights} does not fit model.name={name}: {problem}; "
                                  "set model.name to the architecture the checkpoint was trained as")
         model.load_state_dict(state, strict=True)
+    return model, preprocess, arch, weights_id
+
+
+def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
+    """Build the frozen image encoder on CPU, in fp32, in eval mode."""
+    model, preprocess, arch, weights_id = _load_model(name, weights)
     proj = getattr(model.visual, "proj", None)
     dim = proj.shape[0] if layer == "pre_projection" and proj is not None else model.visual.output_dim
     visual = _image_tower(model, layer)
     return Encoder(visual=visual, preprocess=preprocess, arch=arch, weights_id=weights_id, embed_dim=int(dim))
+
+
+@dataclass
+class TextEncoder:
+    """The frozen model for its text tower (`model.encode_text`), its tokenizer, what identifies
+    its weights, and the image tower's output projection (None where it has no separate one),
+    which maps pre-projection image features into the space the text embeds in."""
+    model: torch.nn.Module
+    tokenizer: object
+    arch: str
+    weights_id: str
+    image_proj: torch.Tensor | None
+
+
+def load_text_encoder(name: str, weights: str) -> TextEncoder:
+    """The same model and weights as `load_encoder`, for zero-shot: on CPU, fp32, eval mode."""
+    import open_clip
+
+    model, _, arch, weights_id = _load_model(name, weights)
+    proj = getattr(model.visual, "proj", None)
+    image_proj = proj.detach().clone() if isinstance(proj, torch.nn.Parameter) else None
+    return TextEncoder(model=model.eval().requires_grad_(False), tokenizer=open_clip.get_tokenizer(arch),
+                       arch=arch, weights_id=weights_id, image_proj=image_proj)
 
 
 def place(encoder: Encoder, device: torch.device, dtype: torch.dtype) -> Encoder:

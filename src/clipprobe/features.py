@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from clipprobe import __version__, preprocess, store
+from clipprobe import __version__, jpeg, preprocess, store
 from clipprobe.datasets import SplitImages, iter_split, read_info, split_rows
 from clipprobe.encoders import Encoder, file_sha256
 
@@ -137,8 +137,9 @@ def run_split(prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, em
 
 
 def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, *,
-                  device: torch.device, dtype: torch.dtype, workers: int) -> dict:
-    """Extract one prepared split into `scratch` in this process and return its manifest."""
+                  device: torch.device, dtype: torch.dtype, workers: int, jpeg_on_device: bool | None = None) -> dict:
+    """Extract one prepared split into `scratch` in this process and return its manifest.
+    `jpeg_on_device`: decode JPEG files on `device` (`jpeg.applies`; None = on CUDA)."""
     from torch.utils.data import DataLoader
 
     root = read_info(prepared)["root"]
@@ -148,10 +149,13 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
         for s, table in enumerate(iter_split(prepared, split, spec.shard_size)):
             if s not in todo:
                 continue
-            loader = DataLoader(SplitImages(table, root, prep.host), batch_size=spec.batch_size,
-                                num_workers=workers, collate_fn=preprocess.collate_by_shape,
-                                pin_memory=device.type == "cuda")
-            emb = encode_batches(encoder, loader, prep, device, dtype, progress)
+            images, step, collate = SplitImages(table, root, prep.host), prep, preprocess.collate_by_shape
+            on_device = jpeg.applies(table.column_names, prep, device, jpeg_on_device)
+            if on_device:  # the decoder reads the bytes from host memory: nothing to pin
+                images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate
+            loader = DataLoader(images, batch_size=spec.batch_size, num_workers=workers, collate_fn=collate,
+                                pin_memory=device.type == "cuda" and not on_device)
+            emb = encode_batches(encoder, loader, step, device, dtype, progress)
             paths = table.column("path").to_pylist() if "path" in table.column_names else None
             store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
                               emb, paths)

@@ -5,11 +5,10 @@ column, the best value of each column marked: the CLIP paper's Table 10 for the 
 What each experiment contributes (files as DVC collects them for it):
 
 - linear probe: `accuracy.json`'s `score` (named by `metric`) where it has one, else its `top1`;
-- zero-shot: `zeroshot.json`, the same rule;
-- few-shot: `fewshot.json`, one table per number of shots k: the entry of k (keyed `4`, `k4`,
-  `k=4` or `4-shot`, at the top level or one mapping down, e.g. under `shots`; or a list of
-  mappings with `k`), its `mean` over seeds (else `score`, else `top1`), or the entry itself
-  where it is a number.
+- zero-shot: `zeroshot.json`, the same rule, where it names the model, weights and dataset of the
+  experiment's accuracy.json (a file left over from another run is not shown);
+- few-shot: `fewshot.json`, one table per number of shots k: `results[k]`'s `score_mean` (the mean
+  over seeds of the headline metric the file's `metric` names), else its `top1_mean`.
 
 Two experiments with the same row and dataset are duplicates: the latest (commit time) gives
 every cell of that row and dataset, and the report says which experiments it replaced.
@@ -21,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
@@ -33,7 +31,6 @@ PROBE, ZERO_SHOT = "linear probe", "zero-shot"
 # differs between the experiments shown is listed under the tables.
 _PLACING = {"model.name", "model.weights", "extract.layer", "data.name", "data.root"}
 _FILE_SUFFIXES = (".json", ".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
-_K = re.compile(r"^(?:k\s*=?\s*)?(\d+)(?:[-_ ]?shots?)?$", re.IGNORECASE)
 
 Row = tuple[str, str, str]      # model, weights, layer
 Column = tuple[str, str]        # dataset, metric
@@ -98,43 +95,23 @@ def headline(metrics: dict) -> tuple[str, float] | None:
     return None
 
 
-def _entry_value(entry) -> float | None:
-    if _number(entry):
-        return float(entry)
-    if isinstance(entry, dict):
-        for key in ("mean", "score", "top1"):
-            v = entry.get(key)
-            if isinstance(v, dict):
-                v = v.get("mean")
-            if _number(v):
-                return float(v)
-    return None
-
-
-def _k_entries(container) -> dict[int, object]:
-    if isinstance(container, dict):
-        return {int(m.group(1)): v for k, v in container.items() if (m := _K.match(str(k).strip()))}
-    if isinstance(container, list):
-        return {int(e.get("k", e.get("shots"))): e for e in container if isinstance(e, dict)
-                and _number(e.get("k", e.get("shots")))}
-    return {}
-
-
 def fewshot(metrics: dict) -> dict[int, tuple[str, float]]:
     """k -> (metric name, mean over seeds) from a fewshot.json (see the module docstring)."""
-    entries = _k_entries(metrics)
-    if not entries:
-        for key in ("shots", "per_k", "k", *metrics):
-            entries = _k_entries(metrics.get(key))
-            if entries:
-                break
+    results = metrics.get("results")
     out = {}
-    for k, entry in sorted(entries.items()):
-        value = _entry_value(entry)
-        if k > 0 and value is not None:
-            name = (entry.get("metric") if isinstance(entry, dict) else None) or metrics.get("metric") or "top1"
-            out[k] = (str(name), value)
-    return out
+    for key, entry in (results.items() if isinstance(results, dict) else ()):
+        if not (str(key).isdigit() and int(key) > 0 and isinstance(entry, dict)):
+            continue
+        if metrics.get("metric") and _number(entry.get("score_mean")):
+            out[int(key)] = (str(metrics["metric"]), float(entry["score_mean"]))
+        elif _number(entry.get("top1_mean")):
+            out[int(key)] = ("top1", float(entry["top1_mean"]))
+    return dict(sorted(out.items()))
+
+
+def _same_run(zeroshot: dict, accuracy: dict) -> bool:
+    """Whether zeroshot.json comes from the experiment's model, weights and dataset (where both say)."""
+    return all(zeroshot[k] == accuracy[k] for k in ("model", "weights", "dataset") if k in zeroshot and k in accuracy)
 
 
 def _section(params: dict, key: str):
@@ -209,15 +186,15 @@ def build(experiments: list[Experiment], duplicates: str = "latest") -> Leaderbo
         put((0, 0), PROBE, row, dataset, headline(e.metrics["accuracy.json"]), e)
         if "zeroshot.json" in e.metrics:
             zs = headline(e.metrics["zeroshot.json"])
-            if zs is None:
-                skipped.append((e.name, "zeroshot.json has neither score nor top1 (zero-shot cell left empty)"))
+            if zs is None or not _same_run(e.metrics["zeroshot.json"], e.metrics["accuracy.json"]):
+                skipped.append((e.name, "its zeroshot.json has no score or top1, or is another run's "
+                                        "(zero-shot cell left empty)"))
             else:
                 put((1, 0), ZERO_SHOT, row, dataset, zs, e)
         if "fewshot.json" in e.metrics:
-            per_k = fewshot(e.metrics["fewshot.json"])
-            if not per_k:
-                skipped.append((e.name, "fewshot.json has no per-k entry with a mean (few-shot cells left empty)"))
-            for k, metric_value in per_k.items():
+            if not isinstance(e.metrics["fewshot.json"].get("results"), dict):
+                skipped.append((e.name, "its fewshot.json has no results (few-shot cells left empty)"))
+            for k, metric_value in fewshot(e.metrics["fewshot.json"]).items():
                 put((2, k), f"few-shot, {k} shot{'s' * (k > 1)}", row, dataset, metric_value, e)
     for t in tables.values():
         t.columns.sort(key=lambda c: (short(c[0], dataset=True), c[1], c[0]))

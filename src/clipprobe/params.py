@@ -7,7 +7,8 @@ one line naming the param, the value and what is allowed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import yaml
@@ -71,6 +72,18 @@ class TrainParams:
     max_iter: int = 1000
     solver: str = "torch"
     device: str = "auto"
+    memory: int | str = "auto"
+
+
+@dataclass(frozen=True)
+class FewshotParams:
+    shots: tuple[int, ...] = (1, 2, 4, 8, 16)
+    seeds: int = 3
+
+
+@dataclass(frozen=True)
+class ZeroshotParams:
+    templates: str = "src/clipprobe/prompts.json"
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class Params:
     C: float | str
     tune: TuneParams
     train: TrainParams
+    fewshot: FewshotParams = FewshotParams()
+    zeroshot: ZeroshotParams = ZeroshotParams()
 
 
 def _fail(key: str, value, allowed: str):
@@ -182,16 +197,53 @@ def _check_tune(p: TuneParams) -> None:
     _int("tune.seed", p.seed, 0)
 
 
-def _check_train(p: TrainParams) -> None:
+# decimal and binary multiples: 8GB = 8e9 bytes, 8GiB = 8 * 2**30
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def memory_bytes(value) -> int | str:
+    """`auto`, or a positive number of bytes given as an integer or a size such as 8GB or 512MiB."""
+    if value == "auto":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", value) if isinstance(value, str) else None
+    if m and m[2].lower() in _SIZE_UNITS and int(float(m[1]) * _SIZE_UNITS[m[2].lower()]) > 0:
+        return int(float(m[1]) * _SIZE_UNITS[m[2].lower()])
+    _fail("train.memory", value, "auto (the device's free memory less a margin), a number of bytes, "
+          "or a size such as 8GB or 512MiB")
+
+
+def _check_train(p: TrainParams) -> TrainParams:
     _int("train.max_iter", p.max_iter, 1)
     if p.solver not in SOLVERS:
         _fail("train.solver", p.solver, " | ".join(SOLVERS))
     _device("train.device", p.device)
+    return replace(p, memory=memory_bytes(p.memory))
+
+
+def _check_fewshot(p: FewshotParams) -> None:
+    shots = p.shots
+    if not isinstance(shots, (list, tuple)) or any(isinstance(k, bool) or not isinstance(k, int) or k < 1
+                                                   for k in shots):
+        _fail("fewshot.shots", shots, "a list of integers >= 1 (images per class), or [] to turn few-shot off")
+    if len(set(shots)) != len(shots):
+        _fail("fewshot.shots", shots, "a list without repeats")
+    _int("fewshot.seeds", p.seeds, 1)
+
+
+def _check_zeroshot(p: ZeroshotParams) -> None:
+    if not isinstance(p.templates, str) or not p.templates:
+        _fail("zeroshot.templates", p.templates, "the path of a prompts file (class names and templates)")
+    if p.templates != ZeroshotParams.templates and not Path(p.templates).is_file():  # the default ships
+        _fail("zeroshot.templates", p.templates, f"an existing prompts file (default {ZeroshotParams.templates})")
 
 
 _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_model),
              "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
-             "train": (TrainParams, _check_train)}
+             "train": (TrainParams, _check_train), "fewshot": (FewshotParams, _check_fewshot),
+             "zeroshot": (ZeroshotParams, _check_zeroshot)}
 _SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
 
 
@@ -208,18 +260,17 @@ def _section(name: str, raw, table=_SECTIONS):
     nested = {k: _section(f"{name}.{k}", v, _SUBSECTIONS) for k, v in raw.items()
               if f"{name}.{k}" in _SUBSECTIONS}
     section = cls(**{**raw, **nested})
-    check(section)
-    return section
+    return check(section) or section  # a check may return the section with values normalised
 
 
 def parse(raw: dict) -> Params:
     """Validate a params mapping (as read from params.yaml) into `Params`."""
     if not isinstance(raw, dict):
         raise ClipprobeError("params.yaml: expected a mapping at the top level")
-    unknown = sorted(set(raw) - {"data", "model", "extract", "C", "tune", "train"})
+    known = ("data", "model", "extract", "C", "tune", "train", "fewshot", "zeroshot")
+    unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; "
-                             "known keys: data, model, extract, C, tune, train")
+        raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; known keys: {', '.join(known)}")
     sections = {name: _section(name, raw.get(name)) for name in _SECTIONS}
     return Params(C=_check_C(raw.get("C", "auto")), **sections)
 

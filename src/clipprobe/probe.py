@@ -53,13 +53,15 @@ def _fit_one_vs_rest(x: np.ndarray, y: np.ndarray, C: float, max_iter: int,
 
 
 def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: str = "sklearn",
-        start: LogisticRegression | None = None, device: str = "auto") -> LogisticRegression:
+        start: LogisticRegression | None = None, device: str = "auto",
+        memory: int | str = "auto") -> LogisticRegression:
     """A fitted `LogisticRegression` (L2, multinomial, unpenalised intercept, L-BFGS).
 
     `start` is a fitted probe on the same classes whose coefficients start L-BFGS (a warm start:
     the same objective and stopping rule, fewer iterations when `start` is near the optimum).
     `solver="torch"` minimises the same objective with torch's preconditioned L-BFGS on `device`;
-    `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None.
+    `x` may then be a `torch_solver.Problem` (the search builds one for all its fits) and `y` None;
+    `memory` is its budget on `device` in bytes, or `auto` (train.memory as `params.memory_bytes` gives it).
     Multi-label `y` ([n, classes] rows, see labels.py) gives a `MultiLabelProbe`, fitted with
     scikit-learn's solver whatever `solver` says (the torch solver is multinomial only).
     """
@@ -69,7 +71,7 @@ def fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int = 1000, solver: st
         warnings.simplefilter("ignore", ConvergenceWarning)  # n_iter_ == max_iter records it
         if solver == "torch":
             from clipprobe import torch_solver  # torch takes seconds to import: only when asked for
-            return torch_solver.fit(x, y, C, max_iter, start=start, device=device)
+            return torch_solver.fit(x, y, C, max_iter, start=start, device=device, memory=memory)
         # Centred features: with an unpenalised intercept an exact reparametrisation (b' = b + mean @ W.T)
         # that only improves the conditioning L-BFGS sees; the intercept is mapped back below.
         mean = x.mean(axis=0, dtype=np.float64)
@@ -132,7 +134,7 @@ def _start(probes: dict[float, LogisticRegression], C: float) -> LogisticRegress
 
 
 def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "sklearn",
-             device: str = "auto", score=None) -> Search:
+             device: str = "auto", memory: int | str = "auto", score=None) -> Search:
     """The CLIP paper's search: coarse grid, then 8 bisection steps of log10(C) around the best
     validation `score(probe, x_val, y_val)` (None: `top1`; report.scorer gives the dataset's
     headline metric).
@@ -148,11 +150,11 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
     fits: list[tuple[float, float, int]] = []
     if solver == "torch" and np.ndim(y_tr) == 1:  # centre and eigendecompose the features once for every C
         from clipprobe import torch_solver
-        x_tr, y_tr = torch_solver.Problem(x_tr, y_tr, device), None
+        x_tr, y_tr = torch_solver.Problem(x_tr, y_tr, device, memory), None
 
     def at(C: float) -> float:
         if C not in probes:
-            clf = fit(x_tr, y_tr, C, max_iter, solver, start=_start(probes, C), device=device)
+            clf = fit(x_tr, y_tr, C, max_iter, solver, start=_start(probes, C), device=device, memory=memory)
             probes[C] = clf
             fits.append((C, score(clf, x_val, y_val), int(np.max(clf.n_iter_))))
         return next(acc for c, acc, _ in fits if c == C)

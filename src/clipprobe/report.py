@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +66,24 @@ def metrics(y_true: np.ndarray, scores: np.ndarray, classes: np.ndarray, metric:
     return {"metric": metric, "score": out[metric], **out}
 
 
-def write_json(path: Path, data: dict) -> None:
+def _write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name, then rename: a killed stage leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, newline="")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    _write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    _write_atomic(path, buf.getvalue())
 
 
 def per_class_accuracy(y_true, pred, names: list[str]) -> list[tuple[str, float]]:

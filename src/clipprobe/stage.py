@@ -22,12 +22,15 @@ FEATURES = Path("features")
 TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
 PROBE = Path("probe")   # the fitted probe: probe.npz + probe.json
 METRICS = Path("metrics")
+TEXT = Path("text")     # zero-shot class embeddings from the text tower
+PLOTS = Path("plots")   # figures (PNG) registered with `dvc plots`
 
 
 @dataclass(frozen=True)
 class StagePaths:
     reads: tuple[Path, ...]
     writes: tuple[Path, ...]
+    param_reads: tuple[str, ...] = ()  # params whose value is a path the stage reads (`${...}` deps)
 
 
 # tune and train read features/train and, where the dataset has one, features/val: they
@@ -42,6 +45,11 @@ STAGES = {
     "evaluate": StagePaths(reads=(PROBE, FEATURES / "test"),
                            writes=(METRICS / "accuracy.json", METRICS / "confusion.csv",
                                    METRICS / "per_class.csv")),
+    "fewshot": StagePaths(reads=(FEATURES,), writes=(METRICS / "fewshot.json", METRICS / "fewshot.csv")),
+    "text": StagePaths(reads=(PREPARED / "info.json", MODEL_RECORD), writes=(TEXT,), param_reads=("zeroshot.templates",)),
+    "zeroshot": StagePaths(reads=(TEXT, FEATURES / "test"), writes=(METRICS / "zeroshot.json",)),
+    "compare": StagePaths(reads=(METRICS / "fewshot.json", METRICS / "zeroshot.json", METRICS / "accuracy.json"),
+                          writes=(METRICS / "compare.json", PLOTS / "fewshot.png")),
 }
 
 

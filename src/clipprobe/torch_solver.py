@@ -14,80 +14,247 @@ unpenalised.  What differs is only the optimiser's coordinates, each change exac
 L-BFGS (10 corrections, strong Wolfe) keeps its state and the loss in float64 (in float32 its
 loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum); the two matmuls
 of each step run in the features' precision (float32 from the feature store: half the memory
-traffic).  It stops at max |gradient in V| <= tol, at that loss change, or at max_iter.  In V the
-curvature is ~1, so the gradient measures the distance to the optimum; on the benchmark
-(bench/probe.py) tol = 1e-5 gave the validation top-1 of fits converged to 1e-8 within one image
-at every C checked (1 to 316, where its choice is made); 1e-4 missed by up to 2 images.  The
-result is a fitted `LogisticRegression`, so nothing downstream changes.
+traffic; no TF32, bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping
+rule reads; bf16 features failed the agreement tests).  It stops at max |gradient in V| <= tol, at
+that loss change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
+to the optimum; on the benchmark (bench/probe.py) tol = 1e-5 gave the validation top-1 of fits
+converged to 1e-8 within one image at every C checked (1 to 316, where its choice is made); 1e-4
+missed by up to 2 images.  The result is a fitted `LogisticRegression`, so nothing downstream changes.
+
+Memory is planned (`Plan`): the features in the eigenbasis (Z) stay on the device; the Gram
+matrix, Z, and each step's logits and gradient are computed over row chunks sized to a budget
+(`train.memory`), so nothing of size n x k and no float64 copy of the features need fit at once.
+Chunking changes only the order of the sums, not the objective or its minimiser.
 """
 
 from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
 from clipprobe.devices import pick_device
+from clipprobe.errors import ClipprobeError
 from clipprobe.logreg import with_coefficients
 
 TOL = 1e-5  # max |gradient| in the preconditioned coordinates; see the module docstring
 CURVATURE = 0.05  # the guessed softmax curvature per sample in the preconditioner (measured: 0.01-0.25 all work)
+F64 = 8  # bytes
+# k x (d + 1) float64 arrays held through a fit: L-BFGS's 10 step/gradient pairs, its direction,
+# gradients, line-search copies, the weights and the closure's accumulators (24 counted, 8 spare)
+STATE_ARRAYS = 32
+EIGH_ARRAYS = 5  # d x d float64 arrays while the eigenbasis is built: Gram, eigenvectors, workspace
+RUNTIME = 2**27  # BLAS and cuBLAS workspaces and buffers: ~0.1 GB above the arrays counted, measured on CPU
+BUILD_ROWS = 2**16  # the most rows per chunk of the build: larger ones gain nothing, and at d = 1024 take 1.3 GB
+
+
+# ---------------------------------------------------------------- memory
+
+def _available_ram() -> int:
+    """Bytes of RAM this process can still take: the system's available memory (psutil where
+    installed, else /proc/meminfo, else sysconf), capped by a cgroup v2 limit."""
+    try:
+        import psutil
+        free = psutil.virtual_memory().available
+    except ImportError:
+        try:
+            line = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemAvailable:"))
+            free = int(line.split()[1]) * 1024
+        except (OSError, StopIteration):
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # a container's limit, which the system-wide figures do not show
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return free
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on the device: CUDA's free memory plus what torch's allocator holds unused; RAM on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return _available_ram()
+
+
+def budget(memory: int | str, device: torch.device) -> int:
+    """train.memory (as `params.memory_bytes` gives it) in bytes; `auto` = the device's free memory
+    less a margin (a tenth, at least 512 MiB)."""
+    if memory != "auto":
+        return memory
+    free = free_memory(device)
+    return free - max(free // 10, 512 * 2**20)
+
+
+def fmt_bytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if abs(n_bytes) >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a problem of n rows, d features and k classes uses `budget` bytes of device memory:
+    rows per chunk of the eigenbasis build and of each L-BFGS step.  Bytes per row are what the
+    chunk's temporaries take: the build uploads a chunk (itemsize), centres it in float64 and
+    rotates it (float64); a step's logits are computed in the features' precision, then held
+    in float64 and turned in place into the gradient of the loss in the logits, cast back for
+    the second matmul."""
+    n: int
+    d: int
+    k: int
+    itemsize: int
+    budget: int
+
+    @property
+    def fixed(self) -> int:
+        """Held through every fit: Z, the labels, the eigenbasis, L-BFGS's arrays, the runtime's buffers."""
+        return (self.n * self.d * self.itemsize + self.n * 8 + self.d * self.d * F64
+                + STATE_ARRAYS * self.k * (self.d + 1) * F64 + RUNTIME)
+
+    @property
+    def build_fixed(self) -> int:
+        return self.n * self.d * self.itemsize + self.n * 8 + EIGH_ARRAYS * self.d * self.d * F64 + RUNTIME
+
+    @property
+    def row_bytes(self) -> int:
+        return self.k * (F64 + self.itemsize) + 64
+
+    @property
+    def build_row_bytes(self) -> int:
+        return self.d * (2 * F64 + self.itemsize)
+
+    @property
+    def rows(self) -> int:
+        """Rows per chunk of a step: as few chunks as the budget allows, of equal size (the last one
+        excepted), so the peak is no higher than the chunk count needs."""
+        affordable = min(self.n, max(0, self.budget - self.fixed) // self.row_bytes)
+        return math.ceil(self.n / math.ceil(self.n / affordable)) if affordable else 0
+
+    @property
+    def build_rows(self) -> int:
+        return min(self.n, BUILD_ROWS, max(0, self.budget - self.build_fixed) // self.build_row_bytes)
+
+    @property
+    def chunks(self) -> int:
+        return math.ceil(self.n / self.rows)
+
+    @property
+    def peak(self) -> int:
+        """The most this plan has allocated at once."""
+        return max(self.fixed + self.rows * self.row_bytes, self.build_fixed + self.build_rows * self.build_row_bytes)
+
+    def check(self, where: str) -> "Plan":
+        """Stop, naming train.memory, unless one row chunk of each phase fits."""
+        need = max(self.fixed + self.row_bytes, self.build_fixed + self.build_row_bytes)
+        if self.budget < need:
+            raise ClipprobeError(
+                f"train.memory: {fmt_bytes(self.budget)} is too small for the torch solver on {self.n} x {self.d} "
+                f"features and {self.k} classes, which needs at least {fmt_bytes(need)} on {where} (the features in "
+                f"the eigenbasis take {fmt_bytes(self.n * self.d * self.itemsize)}); raise train.memory, free memory "
+                f"there, or set train.device to a device with more")
+        return self
 
 
 class Problem:
     """The features and labels of one fit (or every fit of a C search), centred and rotated
-    into the eigenbasis of their Gram matrix once."""
+    into the eigenbasis of their Gram matrix once, in row chunks sized by a memory budget."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, device: str = "auto"):
+    def __init__(self, x: np.ndarray, y: np.ndarray, device: str = "auto", memory: int | str = "auto"):
         self.device = pick_device(device, param="train.device")
         self.classes, target = np.unique(y, return_inverse=True)
         self.n, self.d = x.shape
-        self.mean = x.mean(axis=0, dtype=np.float64)
-        X = torch.tensor(x, dtype=torch.float64, device=self.device) - torch.as_tensor(self.mean, device=self.device)
-        self.s, self.U = torch.linalg.eigh(X.T @ X)  # float64: the small eigenvalues matter
-        self.s = self.s.clamp(min=0)
         # centred features in the eigenbasis, in the features' precision: the two matmuls per
         # L-BFGS step run in float32 for float32 features (half the memory traffic of float64)
-        self.Z = (X @ self.U).to(torch.float32 if x.dtype == np.float32 else torch.float64)
+        dtype = torch.float32 if x.dtype == np.float32 else torch.float64
+        self.plan = Plan(self.n, self.d, len(self.classes), dtype.itemsize,
+                         budget(memory, self.device)).check(str(self.device))
+        rows = self.plan.build_rows
+        chunks = [(s, min(s + rows, self.n)) for s in range(0, self.n, rows)]
+        f64 = torch.float64
+
+        def centred(s, e, mean):  # a float64 copy of one chunk on the device, less `mean`
+            return torch.from_numpy(np.ascontiguousarray(x[s:e])).to(self.device, f64, copy=True).sub_(mean)
+
+        # Gram matrix of the centred features, float64 (the small eigenvalues matter), in one pass:
+        # accumulated about the first chunk's mean, then corrected to the mean of all rows
+        shift = centred(*chunks[0], 0).mean(0)
+        total = torch.zeros(self.d, dtype=f64, device=self.device)
+        gram = torch.zeros((self.d, self.d), dtype=f64, device=self.device)
+        for s, e in chunks:
+            c = centred(s, e, shift)
+            total += c.sum(0)
+            gram.addmm_(c.T, c)
+            del c
+        delta = total / self.n
+        self.mean = shift + delta
+        gram.sub_(torch.outer(delta, delta), alpha=self.n)
+        self.s, self.U = torch.linalg.eigh(gram)
+        del gram
+        self.s = self.s.clamp(min=0)
+        self.Z = torch.empty((self.n, self.d), dtype=dtype, device=self.device)
+        for s, e in chunks:
+            self.Z[s:e] = centred(s, e, self.mean) @ self.U
         self.Y = torch.as_tensor(target, device=self.device)
 
     def scale(self, C: float) -> torch.Tensor:
         """D: W' = V * D, so that L-BFGS sees curvature ~ I."""
         return torch.sqrt(C * self.n / (C * CURVATURE * self.s + 1))
 
+    def loss_grad(self, W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of logits Z @ W.T + b and its gradients in W and b (float64),
+        summed over row chunks of `plan.rows`."""
+        f64 = torch.float64
+        Wc = W.to(self.Z.dtype)
+        loss = torch.zeros((), dtype=f64, device=self.device)
+        gW, gb = torch.zeros_like(W), torch.zeros_like(b)
+        for s in range(0, self.n, self.plan.rows):
+            Z, Y = self.Z[s:s + self.plan.rows], self.Y[s:s + self.plan.rows]
+            L = (Z @ Wc.T).to(f64).add_(b)
+            top = L.amax(1, keepdim=True)
+            picked = L.gather(1, Y[:, None])
+            L.sub_(top).exp_()
+            total = L.sum(1, keepdim=True)
+            loss += (top + total.log() - picked).sum()
+            L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
+            L[torch.arange(len(Y), device=self.device), Y] -= 1
+            gb += L.sum(0)
+            gW += (L.to(Z.dtype).T @ Z).to(f64)
+            del L
+        return loss / self.n, gW / self.n, gb / self.n
+
 
 def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int = 1000,
-        start: LogisticRegression | None = None, device: str = "auto", tol: float = TOL) -> LogisticRegression:
-    p = x if isinstance(x, Problem) else Problem(x, y, device)
+        start: LogisticRegression | None = None, device: str = "auto", tol: float = TOL,
+        memory: int | str = "auto") -> LogisticRegression:
+    p = x if isinstance(x, Problem) else Problem(x, y, device, memory)
     K, d = len(p.classes), p.d
     D = p.scale(C)
-    ZD = p.Z * D.to(p.Z.dtype)
     f64 = torch.float64
     b_scale = 1 / CURVATURE ** 0.5
     v = torch.zeros((K, d + 1), dtype=f64, device=p.device)
     if start is not None:  # into the new coordinates: W' = W U, b' = b + mean @ W.T
         W = torch.as_tensor(start.coef_, dtype=f64, device=p.device)
         v[:, :d] = (W @ p.U) / D
-        v[:, d] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device)
-                   + W @ torch.as_tensor(p.mean, device=p.device)) / b_scale
-    v.requires_grad_(True)
+        v[:, d] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
     opt = torch.optim.LBFGS([v], lr=1, max_iter=max_iter, max_eval=max_iter * 50, history_size=10,
                             tolerance_grad=tol, tolerance_change=64 * torch.finfo(f64).eps,
                             line_search_fn="strong_wolfe")
     D2 = D.square() / (2 * C * p.n)
 
-    def closure():
-        opt.zero_grad()
-        logits = (ZD @ v[:, :d].T.to(ZD.dtype)).to(f64) + v[:, d] * b_scale
-        loss = (torch.nn.functional.cross_entropy(logits, p.Y)
-                + (v[:, :d].square() * D2).sum())
-        loss.backward()
-        return loss
+    def closure():  # the objective in V and its gradient, by hand: no autograd graph of size n x k
+        loss, gW, gb = p.loss_grad(v[:, :d] * D, v[:, d] * b_scale)
+        v.grad = torch.cat([gW * D + 2 * D2 * v[:, :d], (gb * b_scale)[:, None]], 1)
+        return loss + (v[:, :d].square() * D2).sum()
 
     opt.step(closure)
-    vv = v.detach()
-    W = (vv[:, :d] * D) @ p.U.T
-    b = vv[:, d] * b_scale - W @ torch.as_tensor(p.mean, device=p.device)
+    W = (v[:, :d] * D) @ p.U.T
+    b = v[:, d] * b_scale - W @ p.mean
     b = b.cpu().numpy()  # softmax ignores a shared shift; scikit-learn's intercepts sum to 0
     clf = with_coefficients(W.cpu().numpy(), b - b.mean(), p.classes, C=C, solver="lbfgs", max_iter=max_iter)
     clf.n_iter_ = np.asarray([opt.state[v]["n_iter"]], dtype=np.int32)

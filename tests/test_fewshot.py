@@ -1,0 +1,109 @@
+"""Few-shot sampling, the grid of probes, and the comparison with zero-shot."""
+
+import numpy as np
+import pytest
+
+from clipprobe import compare, fewshot, params
+from clipprobe.errors import ClipprobeError
+
+
+def _labels(per_class=(30, 25, 40)):
+    return np.concatenate([np.full(n, c) for c, n in enumerate(per_class)])
+
+
+def test_sample_draws_exactly_k_per_class_and_min_k_4_for_validation():
+    y = _labels()
+    for k in (1, 2, 4, 8, 16):
+        shots, val = fewshot.sample(y, k, 0, np.unique(y))
+        assert np.array_equal(np.bincount(y[shots]), [k] * 3)
+        assert np.array_equal(np.bincount(y[val]), [min(k, 4)] * 3)
+
+
+def test_shots_and_validation_are_disjoint_and_validation_avoids_every_larger_k():
+    y = _labels()
+    labels = np.unique(y)
+    all_shots = fewshot.sample(y, 16, 3, labels)[0]
+    for k in (1, 2, 4, 8, 16):
+        shots, val = fewshot.sample(y, k, 3, labels)
+        assert not set(shots) & set(val)
+        assert not set(val) & set(all_shots)
+
+
+def test_official_val_split_supplies_validation_and_never_the_test_split():
+    y, y_val = _labels(), _labels((5, 6, 7))
+    shots, val = fewshot.sample(y, 4, 0, np.unique(y), y_val)
+    assert np.array_equal(np.bincount(y_val[val]), [4, 4, 4]) and val.max() < len(y_val)
+    assert np.array_equal(np.bincount(y[shots]), [4, 4, 4])
+
+
+def test_same_seed_same_sets_other_seed_other_sets_and_k_sets_nested():
+    y = _labels()
+    labels = np.unique(y)
+    a, b = fewshot.sample(y, 4, 1, labels), fewshot.sample(y, 4, 1, labels)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not np.array_equal(fewshot.sample(y, 4, 2, labels)[0], a[0])
+    for small, large in ((1, 2), (2, 4), (4, 8), (8, 16)):
+        assert set(fewshot.sample(y, small, 1, labels)[0]) <= set(fewshot.sample(y, large, 1, labels)[0])
+
+
+def test_shortage_names_the_first_class_that_cannot_supply_k_plus_its_validation():
+    y = _labels((30, 19, 40))
+    assert fewshot.shortage(y, 8, np.unique(y)) is None                     # 8 + 4 <= 19
+    s = fewshot.shortage(y, 16, np.unique(y))
+    assert (s.k, s.label, s.have, s.need, s.split) == (16, 1, 19, 20, "train")
+    s = fewshot.shortage(y, 4, np.unique(y), y_val=_labels((5, 3, 5)))
+    assert (s.label, s.have, s.need, s.split) == (1, 3, 4, "val")
+
+
+def _clusters(per_class, n_test=20, dim=16):
+    """Train and test features of well-separated Gaussian classes."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(len(per_class), dim)) * 3
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(per_class)])
+    y_te = np.repeat(np.arange(len(per_class)), n_test)
+    return [(means[v] + rng.normal(size=(len(v), dim))).astype(np.float32) for v in (y, y_te)] + [y, y_te]
+
+
+def test_grid_fits_each_k_and_seed_skips_the_k_a_class_cannot_supply_and_reports_it():
+    x, x_te, y, y_te = _clusters((30, 13, 30))
+    runs, skipped = fewshot.grid(x, y, x_te, y_te, [1, 8, 16], 2, max_iter=200, device="cpu")
+    assert sorted({(r.k, r.seed) for r in runs}) == [(1, 0), (1, 1), (8, 0), (8, 1)]
+    assert [(s.k, s.label) for s in skipped] == [(16, 1)]
+    assert min(r.test["top1"] for r in runs if r.k == 8) > 90            # well-separated clusters
+    out = fewshot.summary(runs, skipped, ["a", "b", "c"], [1, 8, 16], 2)
+    assert list(out["results"]) == ["1", "8"] and set(out["results"]["8"]["per_seed"]) == {"0", "1"}
+    assert out["skipped"] == [{"k": 16, "class": "b", "split": "train", "have": 13, "need": 20}]
+    r8 = out["results"]["8"]
+    assert r8["top1_mean"] == pytest.approx(np.mean([s["top1"] for s in r8["per_seed"].values()]), abs=1e-3)
+    note = fewshot.skip_note(skipped[0], ["a", "b", "c"])
+    assert "k=16" in note and "'b'" in note and "\n" not in note
+    assert fewshot.curve_rows(out) == [(1, 0.0, out["results"]["1"]["top1_mean"], out["results"]["1"]["top1_std"], 2),
+                                       (8, 3.0, r8["top1_mean"], r8["top1_std"], 2)]
+
+
+@pytest.mark.parametrize("curve, zs, worth", [
+    ({1: 40.0, 2: 50.0, 4: 60.0}, 55.0, 2.828),      # halfway from 2 to 4 in log2: 2 ** 1.5
+    ({1: 40.0, 2: 50.0}, 30.0, "< 1"),
+    ({1: 40.0, 2: 50.0, 16: 70.0}, 75.0, "> 16"),
+    ({1: 40.0, 2: 50.0}, 50.0, 2.0),
+    ({}, 50.0, None),
+])
+def test_shots_zero_shot_is_worth_interpolates_in_log2_k(curve, zs, worth):
+    assert compare.shots_worth(curve, zs) == worth
+
+
+@pytest.mark.parametrize("raw, culprit", [
+    ({"fewshot": {"seeds": 0}}, "fewshot.seeds"),
+    ({"fewshot": {"shots": [1, 0, 4]}}, "fewshot.shots"),
+    ({"fewshot": {"shots": [2, 2]}}, "fewshot.shots"),
+    ({"fewshot": {"shots": 4}}, "fewshot.shots"),
+    ({"zeroshot": {"templates": "no/such/prompts.yaml"}}, "zeroshot.templates"),
+])
+def test_bad_fewshot_and_zeroshot_params_name_the_param(raw, culprit):
+    with pytest.raises(ClipprobeError) as e:
+        params.parse(raw)
+    assert culprit in str(e.value) and "\n" not in str(e.value)
+
+
+def test_empty_shots_turn_fewshot_off():
+    assert params.parse({"fewshot": {"shots": []}}).fewshot.shots == []
