@@ -1,5 +1,0 @@
-class ClipprobeError(Exception):
-    """A user-facing error: one line naming the culprit and the fix.
-
-    Stage scripts print it without a traceback and exit with status 1.
-    """
