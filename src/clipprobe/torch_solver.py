@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize
+import threadpoolctl
 import torch
 from sklearn.linear_model import LogisticRegression
 
@@ -196,8 +198,12 @@ class Problem:
         gram.sub_(torch.outer(delta, delta), alpha=self.n)
         self.s, self.U = torch.linalg.eigh(gram)
         del gram
-        self.s = self.s.clamp(min=0)
-        self.Z = torch.empty((self.n, self.d), dtype=dtype, device=self.device)
+        # only the span of the centred features: a direction with a (numerically) zero eigenvalue
+        # carries the penalty alone, whose optimum there is 0 (always the case for n <= d: few-shot)
+        keep = self.s > self.s.max() * self.d * torch.finfo(f64).eps
+        self.s, self.U = self.s[keep], self.U[:, keep]
+        self.r = len(self.s)
+        self.Z = torch.empty((self.n, self.r), dtype=dtype, device=self.device)
         for s, e in chunks:
             self.Z[s:e] = centred(s, e, self.mean) @ self.U
         self.Y = torch.as_tensor(target, device=self.device)
@@ -233,29 +239,34 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
         start: LogisticRegression | None = None, device: str = "auto", tol: float = TOL,
         memory: int | str = "auto") -> LogisticRegression:
     p = x if isinstance(x, Problem) else Problem(x, y, device, memory)
-    K, d = len(p.classes), p.d
+    K, r = len(p.classes), p.r
     D = p.scale(C)
     f64 = torch.float64
     b_scale = 1 / CURVATURE ** 0.5
-    v = torch.zeros((K, d + 1), dtype=f64, device=p.device)
+    v0 = torch.zeros((K, r + 1), dtype=f64, device=p.device)
     if start is not None:  # into the new coordinates: W' = W U, b' = b + mean @ W.T
         W = torch.as_tensor(start.coef_, dtype=f64, device=p.device)
-        v[:, :d] = (W @ p.U) / D
-        v[:, d] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
-    opt = torch.optim.LBFGS([v], lr=1, max_iter=max_iter, max_eval=max_iter * 50, history_size=10,
-                            tolerance_grad=tol, tolerance_change=64 * torch.finfo(f64).eps,
-                            line_search_fn="strong_wolfe")
+        v0[:, :r] = (W @ p.U) / D
+        v0[:, r] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
     D2 = D.square() / (2 * C * p.n)
 
-    def closure():  # the objective in V and its gradient, by hand: no autograd graph of size n x k
-        loss, gW, gb = p.loss_grad(v[:, :d] * D, v[:, d] * b_scale)
-        v.grad = torch.cat([gW * D + 2 * D2 * v[:, :d], (gb * b_scale)[:, None]], 1)
-        return loss + (v[:, :d].square() * D2).sum()
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective in V and its gradient, by hand: no autograd graph of size n x k."""
+        v = torch.from_numpy(flat).view(K, r + 1).to(p.device)  # zero-copy on CPU
+        loss, gW, gb = p.loss_grad(v[:, :r] * D, v[:, r] * b_scale)
+        grad = torch.cat([gW * D + 2 * D2 * v[:, :r], (gb * b_scale)[:, None]], 1)
+        return float(loss + (v[:, :r].square() * D2).sum()), grad.cpu().numpy().ravel()
 
-    opt.step(closure)
-    W = (v[:, :d] * D) @ p.U.T
-    b = v[:, d] * b_scale - W @ p.mean
+    # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
+    # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        res = scipy.optimize.minimize(objective, v0.cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
+                                      options={"maxcor": 10, "gtol": tol, "ftol": 64 * np.finfo(np.float64).eps,
+                                               "maxiter": max_iter, "maxfun": max_iter * 50})
+    v = torch.from_numpy(res.x).view(K, r + 1).to(p.device)
+    W = (v[:, :r] * D) @ p.U.T
+    b = v[:, r] * b_scale - W @ p.mean
     b = b.cpu().numpy()  # softmax ignores a shared shift; scikit-learn's intercepts sum to 0
     clf = with_coefficients(W.cpu().numpy(), b - b.mean(), p.classes, C=C, solver="lbfgs", max_iter=max_iter)
-    clf.n_iter_ = np.asarray([opt.state[v]["n_iter"]], dtype=np.int32)
+    clf.n_iter_ = np.asarray([res.nit], dtype=np.int32)
     return clf
