@@ -216,21 +216,21 @@ class Problem:
         """Mean cross-entropy of logits Z @ W.T + b and its gradients in W and b (float64),
         summed over row chunks of `plan.rows`."""
         f64 = torch.float64
-        Wc = W.to(self.Z.dtype)
+        Wc, bc = W.to(self.Z.dtype), b.to(self.Z.dtype)
         loss = torch.zeros((), dtype=f64, device=self.device)
         gW, gb = torch.zeros_like(W), torch.zeros_like(b)
         for s in range(0, self.n, self.plan.rows):
             Z, Y = self.Z[s:s + self.plan.rows], self.Y[s:s + self.plan.rows]
-            L = (Z @ Wc.T).to(f64).add_(b)
+            L = (Z @ Wc.T).add_(bc)
             top = L.amax(1, keepdim=True)
             picked = L.gather(1, Y[:, None])
             L.sub_(top).exp_()
             total = L.sum(1, keepdim=True)
-            loss += (top + total.log() - picked).sum()
+            loss += (top + total.log() - picked).sum(dtype=f64)
             L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
             L[torch.arange(len(Y), device=self.device), Y] -= 1
-            gb += L.sum(0)
-            gW += (L.to(Z.dtype).T @ Z).to(f64)
+            gb += L.sum(0, dtype=f64)
+            gW += (L.T @ Z).to(f64)
             del L
         return loss / self.n, gW / self.n, gb / self.n
 
