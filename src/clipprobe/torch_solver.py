@@ -29,6 +29,7 @@ Chunking changes only the order of the sums, not the objective or its minimiser.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -183,21 +184,27 @@ class Problem:
         def centred(s, e, mean):  # a float64 copy of one chunk on the device, less `mean`
             return torch.from_numpy(np.ascontiguousarray(x[s:e])).to(self.device, f64, copy=True).sub_(mean)
 
-        # Gram matrix of the centred features, float64 (the small eigenvalues matter), in one pass:
-        # accumulated about the first chunk's mean, then corrected to the mean of all rows
-        shift = centred(*chunks[0], 0).mean(0)
-        total = torch.zeros(self.d, dtype=f64, device=self.device)
-        gram = torch.zeros((self.d, self.d), dtype=f64, device=self.device)
-        for s, e in chunks:
-            c = centred(s, e, shift)
-            total += c.sum(0)
-            gram.addmm_(c.T, c)
-            del c
-        delta = total / self.n
-        self.mean = shift + delta
-        gram.sub_(torch.outer(delta, delta), alpha=self.n)
-        self.s, self.U = torch.linalg.eigh(gram)
-        del gram
+        if self.n <= self.d:  # few rows (few-shot): the centred rows' SVD gives the same basis, without eigh's d^3
+            c = centred(0, self.n, 0)
+            self.mean = c.mean(0)
+            _, sv, Vh = torch.linalg.svd(c.sub_(self.mean), full_matrices=False)
+            self.s, self.U = sv.square(), Vh.T
+        else:
+            # Gram matrix of the centred features, float64 (the small eigenvalues matter), in one pass:
+            # accumulated about the first chunk's mean, then corrected to the mean of all rows
+            shift = centred(*chunks[0], 0).mean(0)
+            total = torch.zeros(self.d, dtype=f64, device=self.device)
+            gram = torch.zeros((self.d, self.d), dtype=f64, device=self.device)
+            for s, e in chunks:
+                c = centred(s, e, shift)
+                total += c.sum(0)
+                gram.addmm_(c.T, c)
+                del c
+            delta = total / self.n
+            self.mean = shift + delta
+            gram.sub_(torch.outer(delta, delta), alpha=self.n)
+            self.s, self.U = torch.linalg.eigh(gram)
+            del gram
         # only the span of the centred features: a direction with a (numerically) zero eigenvalue
         # carries the penalty alone, whose optimum there is 0 (always the case for n <= d: few-shot)
         keep = self.s > self.s.max() * self.d * torch.finfo(f64).eps
@@ -207,6 +214,8 @@ class Problem:
         for s, e in chunks:
             self.Z[s:e] = centred(s, e, self.mean) @ self.U
         self.Y = torch.as_tensor(target, device=self.device)
+        self.rows = self.plan.rows
+        self.row_index = torch.arange(self.rows, device=self.device)
 
     def scale(self, C: float) -> torch.Tensor:
         """D: W' = V * D, so that L-BFGS sees curvature ~ I."""
@@ -219,8 +228,9 @@ class Problem:
         Wc, bc = W.to(self.Z.dtype), b.to(self.Z.dtype)
         loss = torch.zeros((), dtype=f64, device=self.device)
         gW, gb = torch.zeros_like(W), torch.zeros_like(b)
-        for s in range(0, self.n, self.plan.rows):
-            Z, Y = self.Z[s:s + self.plan.rows], self.Y[s:s + self.plan.rows]
+        rows = self.rows
+        for s in range(0, self.n, rows):
+            Z, Y = self.Z[s:s + rows], self.Y[s:s + rows]
             L = (Z @ Wc.T).add_(bc)
             top = L.amax(1, keepdim=True)
             picked = L.gather(1, Y[:, None])
@@ -228,11 +238,17 @@ class Problem:
             total = L.sum(1, keepdim=True)
             loss += (top + total.log() - picked).sum(dtype=f64)
             L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
-            L[torch.arange(len(Y), device=self.device), Y] -= 1
+            L[self.row_index[:len(Y)], Y] -= 1
             gb += L.sum(0, dtype=f64)
             gW += (L.T @ Z).to(f64)
             del L
         return loss / self.n, gW / self.n, gb / self.n
+
+
+@functools.cache
+def _blas() -> threadpoolctl.ThreadpoolController:
+    """The loaded BLAS libraries, found once (a search takes ~3 ms per fit)."""
+    return threadpoolctl.ThreadpoolController()
 
 
 def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int = 1000,
@@ -259,7 +275,7 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
 
     # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
     # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
-    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):
         res = scipy.optimize.minimize(objective, v0.cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
                                       options={"maxcor": 10, "gtol": tol, "ftol": 64 * np.finfo(np.float64).eps,
                                                "maxiter": max_iter, "maxfun": max_iter * 50})
