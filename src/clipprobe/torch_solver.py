@@ -239,7 +239,7 @@ class Problem:
             loss += (top + total.log() - picked).sum(dtype=f64)
             L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
             L[self.row_index[:len(Y)], Y] -= 1
-            gb += L.sum(0, dtype=f64)
+            gb += L.sum(0).to(f64)  # summed in float32 like the gradient's matmul: no float64 copy of L
             gW += (L.T @ Z).to(f64)
             del L
         return loss / self.n, gW / self.n, gb / self.n
