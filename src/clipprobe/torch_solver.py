@@ -1,5 +1,5 @@
-"""Full-batch, preconditioned L-BFGS in torch (CPU or GPU) for scikit-learn's multinomial
-logistic regression.
+"""Full-batch, preconditioned L-BFGS for scikit-learn's multinomial logistic regression: scipy's
+L-BFGS-B over a loss and gradient computed in torch (CPU or GPU).
 
 The objective is scikit-learn's exactly: mean cross-entropy + ||W||^2 / (2 C n), intercept
 unpenalised.  What differs is only the optimiser's coordinates, each change exact:
@@ -8,15 +8,21 @@ unpenalised.  What differs is only the optimiser's coordinates, each change exac
   reparametrisation (b' = b + mean @ W.T), undone on the way out;
 - W is optimised as V with W = V D U^T, where U D^-2 U^T ~ (C c X^T X + I) / (C n) is the
   objective's curvature with every sample's softmax curvature guessed as c, from one
-  eigendecomposition of the centred Gram matrix (`Problem`, shared by every C of a search).
+  eigendecomposition of the centred Gram matrix (`Problem`, shared by every C of a search;
+  for n <= d, as in few-shot, from the SVD of the centred rows instead).
   The minimiser in W is the same; L-BFGS's steps see a better conditioned problem.
+- only the directions of U with a nonzero eigenvalue are kept (r of them, r < n where n <= d):
+  in the others the features are constant, so only the penalty acts there and the optimum is 0.
 
-L-BFGS (10 corrections, strong Wolfe) keeps its state and the loss in float64 (in float32 its
-loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum); the two matmuls
-of each step run in the features' precision (float32 from the feature store: half the memory
-traffic; no TF32, bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping
-rule reads; bf16 features failed the agreement tests).  It stops at max |gradient in V| <= tol, at
-that loss change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
+L-BFGS is scipy's L-BFGS-B (10 corrections; its state and the loss in float64: in float32 the
+loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum), driving the
+loss and gradient written out by hand in torch; on the small problems of a few-shot search
+torch.optim.LBFGS's many tiny tensor ops per step cost more than the step's arithmetic.
+Each step's two matmuls and its softmax run in the features' precision (float32 from the
+feature store: half the memory traffic), the sums over rows accumulated in float64; no TF32,
+bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping rule reads (bf16
+features failed the agreement tests).  It stops at max |gradient in V| <= tol, at that loss
+change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
 to the optimum; on the benchmark (bench/probe.py) tol = 1e-5 gave the validation top-1 of fits
 converged to 1e-8 within one image at every C checked (1 to 316, where its choice is made); 1e-4
 missed by up to 2 images.  The result is a fitted `LogisticRegression`, so nothing downstream changes.
@@ -105,9 +111,10 @@ class Plan:
     """How a problem of n rows, d features and k classes uses `budget` bytes of device memory:
     rows per chunk of the eigenbasis build and of each L-BFGS step.  Bytes per row are what the
     chunk's temporaries take: the build uploads a chunk (itemsize), centres it in float64 and
-    rotates it (float64); a step's logits are computed in the features' precision, then held
-    in float64 and turned in place into the gradient of the loss in the logits, cast back for
-    the second matmul."""
+    rotates it (float64); a step's logits (features' precision) are turned in place into the
+    gradient of the loss in the logits.  The k x 8 bytes per row of the float64 copy of the
+    logits that steps made before their softmax ran in float32 are still counted: a margin, kept
+    until the ImageNet-scale memory figures are measured again."""
     n: int
     d: int
     k: int
