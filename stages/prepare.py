@@ -7,7 +7,10 @@ from clipprobe.stage import PREPARED, run
 def main():
     p = params.load()
     info = datasets.prepare(p.data, PREPARED)
-    if p.C == "auto" and "val" not in info["splits"]:  # fail now, not after hours of extraction
+    # Fail now, not after hours of extraction. C and tune.* only decide whether to check: the
+    # outputs never depend on them, so dvc.yaml leaves them to tune (which checks again) and a
+    # new C never reruns prepare.
+    if p.C == "auto" and "val" not in info["splits"]:
         labels = datasets.read_split(PREPARED, "train").column("label").to_numpy()
         splits.validation_split(labels, p.tune.val_fraction, p.tune.seed)
     sizes = ", ".join(f"{n} {s}" for s, n in info["splits"].items())

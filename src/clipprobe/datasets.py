@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from clipprobe import folders, registry
+from clipprobe import data_root, folders, registry
 from clipprobe.errors import ClipprobeError
 from clipprobe.labels import from_arrow, positives, to_arrow
 from clipprobe.params import DataParams
@@ -141,16 +141,17 @@ def _open(entry: registry.Dataset, root: Path, kwargs: Mapping):
             return READERS[entry.loader](root, **kw)
         from torchvision import datasets as tv
 
-        if entry.loader == "FashionMNIST":
-            stage_fashion_mnist(root)
-        cls, where = getattr(tv, entry.loader), str(root / entry.subdir)
+        cls = getattr(tv, entry.loader)
+
+        def build(r: Path, download: bool):
+            if entry.loader == "FashionMNIST":
+                stage_fashion_mnist(r)
+            return cls(root=str(r / entry.subdir), download=download, **kw)
+
         with _downloads():   # ImageNet extracts its archives on first use
-            try:
-                return cls(root=where, **kw)
-            except Exception:
-                if entry.download is not None:
-                    raise
-            return cls(root=where, download=True, **kw)
+            if entry.download is not None:   # not downloadable: the files on disk, or what to put where
+                return cls(root=str(root / entry.subdir), **kw)
+            return data_root.fetch(root, entry.name, build)   # once per root, under a lock, whole or not at all
     except ClipprobeError:
         raise
     except Exception as e:  # torchvision raises RuntimeError, OSError, ValueError, ... for missing files
@@ -419,7 +420,7 @@ def load_source(p: DataParams) -> tuple[dict[str, Split], list[str], Path, dict]
     and provenance to record."""
     entry = registry.get(p.name)
     if entry is not None:
-        root = Path(p.root)
+        root = data_root.resolve(p.root)
         root.mkdir(parents=True, exist_ok=True)
         splits, classes = _registered(entry, root)
         return splits, classes, root, {"split": entry.split_text(), "split_source": entry.split_source,

@@ -31,7 +31,7 @@ C_MIN, C_MAX = 1e-12, 1e12
 @dataclass(frozen=True)
 class DataParams:
     name: str = "cifar10"
-    root: str = "data/raw"
+    root: str = "auto"          # see clipprobe.data_root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
 
@@ -115,8 +115,9 @@ def _check_data(p: DataParams) -> None:
     if registry.get(p.name) is None and not Path(p.name).is_dir():
         _fail("data.name", p.name, f"one of {known} or an existing ImageFolder root with train/ and test/")
     if not isinstance(p.root, str) or not p.root:
-        _fail("data.root", p.root, "a directory path")
-    for d in (Path(p.root), *Path(p.root).parents):  # the part that exists must be a folder
+        _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
+    # auto: clipprobe.data_root's cache directory (not imported here: every stage imports params)
+    for d in () if p.root == "auto" else (Path(p.root), *Path(p.root).parents):  # what exists: a folder
         if d.exists():
             if not d.is_dir():
                 _fail("data.root", p.root, f"a directory (created if missing), but {d} is a file; "

@@ -1,0 +1,7 @@
+"""`python -m clipprobe`: the `clipprobe` command without its console script."""
+
+import sys
+
+from clipprobe.cli import main
+
+sys.exit(main())
