@@ -5,13 +5,13 @@ its `fewshot.sample` + `probe.search_C`) and `splits.validation_split` + `probe.
 tune stage, C: auto), with `train.solver: torch`.
 
     python bench/fewshot.py                      # generated features (see below), 2 torch threads
-    python bench/fewshot.py --features bench     # the probe benchmark's small set (bench/features.py)
+    python bench/fewshot.py --features bench     # the probe benchmark's small set (clipprobe.benchsets)
     python bench/fewshot.py --features DIR       # a clipprobe project's features/ (e.g. after make demo)
 
 Features: `generated` are seeded Gaussian class clusters in 512 dimensions (class means in a
 64-d subspace, anisotropic noise with a decaying spectrum), 10,000 train / 2,000 test for 10
-classes; `bench` is bench/features.py's `small` set (untrained ViT-B/32 features of Fashion-MNIST,
-10,000 / 2,000; about 15 minutes to build once); or the features a clipprobe project has cached.
+classes; `bench` is `clipprobe.benchsets`' `small` set (untrained ViT-B/32 features of Fashion-MNIST,
+10,000 / 2,000; built once into bench/.cache, as bench/probe.py does); or the features a clipprobe project has cached.
 The 1000-class case is always generated:
 16 shots x 1000 classes to fit, 4 x 1000 to validate on.
 """
@@ -19,14 +19,13 @@ The 1000-class case is always generated:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clipprobe import fewshot, probe, splits, store
+from clipprobe import benchsets, fewshot, probe, splits, store
 
 SHOTS, SEEDS = (1, 2, 4, 8, 16), 3
 
@@ -47,9 +46,7 @@ def ten_classes(source: str):
         x_te, y_te, _, _ = store.read_features(Path(source) / "test")
         return x, y, x_te, y_te
     if source == "bench":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from features import load
-        return load("small")
+        return benchsets.load("small", Path(__file__).resolve().parent / ".cache")
     x, y = generated(1200, 10)
     test = np.concatenate([np.arange(c * 1200 + 1000, (c + 1) * 1200) for c in range(10)])
     train = np.setdiff1d(np.arange(len(y)), test)

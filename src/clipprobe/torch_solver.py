@@ -1,5 +1,5 @@
-"""Full-batch, preconditioned L-BFGS in torch (CPU or GPU) for scikit-learn's multinomial
-logistic regression.
+"""Full-batch, preconditioned L-BFGS for scikit-learn's multinomial logistic regression: scipy's
+L-BFGS-B over a loss and gradient computed in torch (CPU or GPU).
 
 The objective is scikit-learn's exactly: mean cross-entropy + ||W||^2 / (2 C n), intercept
 unpenalised.  What differs is only the optimiser's coordinates, each change exact:
@@ -8,15 +8,21 @@ unpenalised.  What differs is only the optimiser's coordinates, each change exac
   reparametrisation (b' = b + mean @ W.T), undone on the way out;
 - W is optimised as V with W = V D U^T, where U D^-2 U^T ~ (C c X^T X + I) / (C n) is the
   objective's curvature with every sample's softmax curvature guessed as c, from one
-  eigendecomposition of the centred Gram matrix (`Problem`, shared by every C of a search).
+  eigendecomposition of the centred Gram matrix (`Problem`, shared by every C of a search;
+  for n <= d, as in few-shot, from the SVD of the centred rows instead).
   The minimiser in W is the same; L-BFGS's steps see a better conditioned problem.
+- only the directions of U with a nonzero eigenvalue are kept (r of them, r < n where n <= d):
+  in the others the features are constant, so only the penalty acts there and the optimum is 0.
 
-L-BFGS (10 corrections, strong Wolfe) keeps its state and the loss in float64 (in float32 its
-loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum); the two matmuls
-of each step run in the features' precision (float32 from the feature store: half the memory
-traffic; no TF32, bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping
-rule reads; bf16 features failed the agreement tests).  It stops at max |gradient in V| <= tol, at
-that loss change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
+L-BFGS is scipy's L-BFGS-B (10 corrections; its state and the loss in float64: in float32 the
+loss-change test, 64 machine epsilons, stopped fits visibly short of the optimum), driving the
+loss and gradient written out by hand in torch; on the small problems of a few-shot search
+torch.optim.LBFGS's many tiny tensor ops per step cost more than the step's arithmetic.
+Each step's two matmuls and its softmax run in the features' precision (float32 from the
+feature store: half the memory traffic), the sums over rows accumulated in float64; no TF32,
+bf16 or fp16, whose 8-11 bit mantissas would blur the gradient the stopping rule reads (bf16
+features failed the agreement tests).  It stops at max |gradient in V| <= tol, at that loss
+change, or at max_iter.  In V the curvature is ~1, so the gradient measures the distance
 to the optimum; on the benchmark (bench/probe.py) tol = 1e-5 gave the validation top-1 of fits
 converged to 1e-8 within one image at every C checked (1 to 316, where its choice is made); 1e-4
 missed by up to 2 images.  The result is a fitted `LogisticRegression`, so nothing downstream changes.
@@ -29,12 +35,15 @@ Chunking changes only the order of the sums, not the objective or its minimiser.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.optimize
+import threadpoolctl
 import torch
 from sklearn.linear_model import LogisticRegression
 
@@ -102,9 +111,10 @@ class Plan:
     """How a problem of n rows, d features and k classes uses `budget` bytes of device memory:
     rows per chunk of the eigenbasis build and of each L-BFGS step.  Bytes per row are what the
     chunk's temporaries take: the build uploads a chunk (itemsize), centres it in float64 and
-    rotates it (float64); a step's logits are computed in the features' precision, then held
-    in float64 and turned in place into the gradient of the loss in the logits, cast back for
-    the second matmul."""
+    rotates it (float64); a step's logits (features' precision) are turned in place into the
+    gradient of the loss in the logits.  The k x 8 bytes per row of the float64 copy of the
+    logits that steps made before their softmax ran in float32 are still counted: a margin, kept
+    until the ImageNet-scale memory figures are measured again."""
     n: int
     d: int
     k: int
@@ -181,26 +191,38 @@ class Problem:
         def centred(s, e, mean):  # a float64 copy of one chunk on the device, less `mean`
             return torch.from_numpy(np.ascontiguousarray(x[s:e])).to(self.device, f64, copy=True).sub_(mean)
 
-        # Gram matrix of the centred features, float64 (the small eigenvalues matter), in one pass:
-        # accumulated about the first chunk's mean, then corrected to the mean of all rows
-        shift = centred(*chunks[0], 0).mean(0)
-        total = torch.zeros(self.d, dtype=f64, device=self.device)
-        gram = torch.zeros((self.d, self.d), dtype=f64, device=self.device)
-        for s, e in chunks:
-            c = centred(s, e, shift)
-            total += c.sum(0)
-            gram.addmm_(c.T, c)
-            del c
-        delta = total / self.n
-        self.mean = shift + delta
-        gram.sub_(torch.outer(delta, delta), alpha=self.n)
-        self.s, self.U = torch.linalg.eigh(gram)
-        del gram
-        self.s = self.s.clamp(min=0)
-        self.Z = torch.empty((self.n, self.d), dtype=dtype, device=self.device)
+        if self.n <= self.d:  # few rows (few-shot): the centred rows' SVD gives the same basis, without eigh's d^3
+            c = centred(0, self.n, 0)
+            self.mean = c.mean(0)
+            _, sv, Vh = torch.linalg.svd(c.sub_(self.mean), full_matrices=False)
+            self.s, self.U = sv.square(), Vh.T
+        else:
+            # Gram matrix of the centred features, float64 (the small eigenvalues matter), in one pass:
+            # accumulated about the first chunk's mean, then corrected to the mean of all rows
+            shift = centred(*chunks[0], 0).mean(0)
+            total = torch.zeros(self.d, dtype=f64, device=self.device)
+            gram = torch.zeros((self.d, self.d), dtype=f64, device=self.device)
+            for s, e in chunks:
+                c = centred(s, e, shift)
+                total += c.sum(0)
+                gram.addmm_(c.T, c)
+                del c
+            delta = total / self.n
+            self.mean = shift + delta
+            gram.sub_(torch.outer(delta, delta), alpha=self.n)
+            self.s, self.U = torch.linalg.eigh(gram)
+            del gram
+        # only the span of the centred features: a direction with a (numerically) zero eigenvalue
+        # carries the penalty alone, whose optimum there is 0 (always the case for n <= d: few-shot)
+        keep = self.s > self.s.max() * self.d * torch.finfo(f64).eps
+        self.s, self.U = self.s[keep], self.U[:, keep]
+        self.r = len(self.s)
+        self.Z = torch.empty((self.n, self.r), dtype=dtype, device=self.device)
         for s, e in chunks:
             self.Z[s:e] = centred(s, e, self.mean) @ self.U
         self.Y = torch.as_tensor(target, device=self.device)
+        self.rows = self.plan.rows
+        self.row_index = torch.arange(self.rows, device=self.device)
 
     def scale(self, C: float) -> torch.Tensor:
         """D: W' = V * D, so that L-BFGS sees curvature ~ I."""
@@ -210,52 +232,64 @@ class Problem:
         """Mean cross-entropy of logits Z @ W.T + b and its gradients in W and b (float64),
         summed over row chunks of `plan.rows`."""
         f64 = torch.float64
-        Wc = W.to(self.Z.dtype)
+        Wc, bc = W.to(self.Z.dtype), b.to(self.Z.dtype)
         loss = torch.zeros((), dtype=f64, device=self.device)
         gW, gb = torch.zeros_like(W), torch.zeros_like(b)
-        for s in range(0, self.n, self.plan.rows):
-            Z, Y = self.Z[s:s + self.plan.rows], self.Y[s:s + self.plan.rows]
-            L = (Z @ Wc.T).to(f64).add_(b)
+        rows = self.rows
+        for s in range(0, self.n, rows):
+            Z, Y = self.Z[s:s + rows], self.Y[s:s + rows]
+            L = (Z @ Wc.T).add_(bc)
             top = L.amax(1, keepdim=True)
             picked = L.gather(1, Y[:, None])
             L.sub_(top).exp_()
             total = L.sum(1, keepdim=True)
-            loss += (top + total.log() - picked).sum()
+            loss += (top + total.log() - picked).sum(dtype=f64)
             L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
-            L[torch.arange(len(Y), device=self.device), Y] -= 1
-            gb += L.sum(0)
-            gW += (L.to(Z.dtype).T @ Z).to(f64)
+            L[self.row_index[:len(Y)], Y] -= 1
+            gb += L.sum(0).to(f64)  # summed in float32 like the gradient's matmul: no float64 copy of L
+            gW += (L.T @ Z).to(f64)
             del L
         return loss / self.n, gW / self.n, gb / self.n
+
+
+@functools.cache
+def _blas() -> threadpoolctl.ThreadpoolController:
+    """The loaded BLAS libraries, found once (a search takes ~3 ms per fit)."""
+    return threadpoolctl.ThreadpoolController()
 
 
 def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int = 1000,
         start: LogisticRegression | None = None, device: str = "auto", tol: float = TOL,
         memory: int | str = "auto") -> LogisticRegression:
     p = x if isinstance(x, Problem) else Problem(x, y, device, memory)
-    K, d = len(p.classes), p.d
+    K, r = len(p.classes), p.r
     D = p.scale(C)
     f64 = torch.float64
     b_scale = 1 / CURVATURE ** 0.5
-    v = torch.zeros((K, d + 1), dtype=f64, device=p.device)
+    v0 = torch.zeros((K, r + 1), dtype=f64, device=p.device)
     if start is not None:  # into the new coordinates: W' = W U, b' = b + mean @ W.T
         W = torch.as_tensor(start.coef_, dtype=f64, device=p.device)
-        v[:, :d] = (W @ p.U) / D
-        v[:, d] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
-    opt = torch.optim.LBFGS([v], lr=1, max_iter=max_iter, max_eval=max_iter * 50, history_size=10,
-                            tolerance_grad=tol, tolerance_change=64 * torch.finfo(f64).eps,
-                            line_search_fn="strong_wolfe")
+        v0[:, :r] = (W @ p.U) / D
+        v0[:, r] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
     D2 = D.square() / (2 * C * p.n)
 
-    def closure():  # the objective in V and its gradient, by hand: no autograd graph of size n x k
-        loss, gW, gb = p.loss_grad(v[:, :d] * D, v[:, d] * b_scale)
-        v.grad = torch.cat([gW * D + 2 * D2 * v[:, :d], (gb * b_scale)[:, None]], 1)
-        return loss + (v[:, :d].square() * D2).sum()
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective in V and its gradient, by hand: no autograd graph of size n x k."""
+        v = torch.from_numpy(flat).view(K, r + 1).to(p.device)  # zero-copy on CPU
+        loss, gW, gb = p.loss_grad(v[:, :r] * D, v[:, r] * b_scale)
+        grad = torch.cat([gW * D + 2 * D2 * v[:, :r], (gb * b_scale)[:, None]], 1)
+        return float(loss + (v[:, :r].square() * D2).sum()), grad.cpu().numpy().ravel()
 
-    opt.step(closure)
-    W = (v[:, :d] * D) @ p.U.T
-    b = v[:, d] * b_scale - W @ p.mean
+    # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
+    # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
+    with _blas().limit(limits=1, user_api="blas"):
+        res = scipy.optimize.minimize(objective, v0.cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
+                                      options={"maxcor": 10, "gtol": tol, "ftol": 64 * np.finfo(np.float64).eps,
+                                               "maxiter": max_iter, "maxfun": max_iter * 50})
+    v = torch.from_numpy(res.x).view(K, r + 1).to(p.device)
+    W = (v[:, :r] * D) @ p.U.T
+    b = v[:, r] * b_scale - W @ p.mean
     b = b.cpu().numpy()  # softmax ignores a shared shift; scikit-learn's intercepts sum to 0
     clf = with_coefficients(W.cpu().numpy(), b - b.mean(), p.classes, C=C, solver="lbfgs", max_iter=max_iter)
-    clf.n_iter_ = np.asarray([opt.state[v]["n_iter"]], dtype=np.int32)
+    clf.n_iter_ = np.asarray([res.nit], dtype=np.int32)
     return clf
