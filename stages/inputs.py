@@ -5,14 +5,14 @@ Always run (dvc.yaml: always_changed) and cheap: no torch, no image decoding."""
 
 import json
 
-from clipprobe import inputs, params
+from clipprobe import atomic, inputs, params
 from clipprobe.stage import DATA_LISTING, MODEL_RECORD, run
 
 
 def main():
     p = params.load()
-    inputs.write_atomic(DATA_LISTING, inputs.data_listing(p.data))
-    inputs.write_atomic(MODEL_RECORD, json.dumps(inputs.model_record(p.model), indent=2) + "\n")
+    atomic.write_text(DATA_LISTING, inputs.data_listing(p.data))
+    atomic.write_text(MODEL_RECORD, json.dumps(inputs.model_record(p.model), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from clipprobe import atomic
 from clipprobe.errors import ClipprobeError
 
 NONE = "none"
@@ -42,13 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def report(args: argparse.Namespace) -> int:
     from clipprobe import experiments, leaderboard
 
@@ -66,10 +59,10 @@ def report(args: argparse.Namespace) -> int:
     print(text, end="")
     written = []
     if args.md != NONE:
-        _write(Path(args.md), text)
+        atomic.write_text(Path(args.md), text)
         written.append(args.md)
     if args.csv != NONE:
-        _write(Path(args.csv), leaderboard.csv_text(board))
+        atomic.write_text(Path(args.csv), leaderboard.csv_text(board))
         written.append(args.csv)
     if args.png != NONE:
         from clipprobe import leaderboard_figure

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from clipprobe import atomic
+
 
 def shots_worth(curve: dict[int, float], zeroshot: float) -> float | str | None:
     """Where the few-shot mean top-1, interpolated linearly in log2(k), first reaches zero-shot
@@ -68,10 +70,10 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic.replace(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def summary(metrics_dir: Path = Path("metrics")) -> str:

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from clipprobe import folders, registry
+from clipprobe import atomic, folders, registry
 from clipprobe.params import DataParams, ModelParams
 
 SHA256_CACHE = Path(".cache/clipprobe/sha256.json")
@@ -73,12 +73,6 @@ def cached_sha256(path: Path, cache: Path = SHA256_CACHE) -> str:
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     known[key] = {"stamp": stamp, "sha256": digest}
-    write_atomic(cache, json.dumps(known, indent=1) + "\n")
+    atomic.write_text(cache, json.dumps(known, indent=1) + "\n")
     return digest
 
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

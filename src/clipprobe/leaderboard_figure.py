@@ -7,11 +7,11 @@ dataset, the number gives the value. The best of each column is bold and boxed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from clipprobe import atomic
 from clipprobe.leaderboard import Leaderboard, column_label, labels
 
 CELL_W, CELL_H = 0.6, 0.34      # inches; at dpi 100 a cell is 60 x 34 px, room for "100.00" at 9 pt
@@ -90,7 +90,8 @@ def draw(board: Leaderboard, path: str | Path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic.replace(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight",
+                                                     pad_inches=0.15))
+    finally:
+        plt.close(fig)

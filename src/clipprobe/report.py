@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import recall_score, top_k_accuracy_score
 
+from clipprobe import atomic
 from clipprobe.registry import MAP11, MEAN_PER_CLASS, TOP1
 
 
@@ -66,16 +66,8 @@ def metrics(y_true: np.ndarray, scores: np.ndarray, classes: np.ndarray, metric:
     return {"metric": metric, "score": out[metric], **out}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name, then rename: a killed stage leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, newline="")
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: dict) -> None:
-    _write_atomic(path, json.dumps(data, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_csv(path: Path, header: list[str], rows) -> None:
@@ -83,7 +75,7 @@ def write_csv(path: Path, header: list[str], rows) -> None:
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(rows)
-    _write_atomic(path, buf.getvalue())
+    atomic.write_text(path, buf.getvalue())
 
 
 def per_class_accuracy(y_true, pred, names: list[str]) -> list[tuple[str, float]]:

@@ -10,13 +10,13 @@ whole or not at all, which is what makes resuming an interrupted extraction safe
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipprobe import atomic
 from clipprobe.errors import ClipprobeError
 from clipprobe.labels import from_arrow, to_arrow
 
@@ -37,12 +37,9 @@ def schema(dim: int, with_path: bool, label: pa.DataType = pa.int64()) -> pa.Sch
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        atomic.replace(path, write)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ClipprobeError(f"{path}: cannot write ({e.strerror or e}); free disk space or fix "
                              "the directory's permissions, then rerun to resume") from None
 
