@@ -170,7 +170,7 @@ def test_figure_of_10_models_by_25_datasets_gives_each_cell_its_size(tmp_path):
     width, height = Image.open(tmp_path / "board.png").size
     dpi = leaderboard_figure.DPI
     assert width > 26 * leaderboard_figure.CELL_W * dpi and height > 10 * leaderboard_figure.CELL_H * dpi
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_the_clipprobe_console_script_is_the_cli_main():
