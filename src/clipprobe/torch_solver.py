@@ -124,12 +124,12 @@ class Plan:
     @property
     def fixed(self) -> int:
         """Held through every fit: Z, the labels, the eigenbasis, L-BFGS's arrays, the runtime's buffers."""
-        return (self.n * self.d * self.itemsize + self.n * 8 + self.d * self.d * F64
+        return (self.n * (self.d + 1) * self.itemsize + self.n * 8 + self.d * self.d * F64
                 + STATE_ARRAYS * self.k * (self.d + 1) * F64 + RUNTIME)
 
     @property
     def build_fixed(self) -> int:
-        return self.n * self.d * self.itemsize + self.n * 8 + EIGH_ARRAYS * self.d * self.d * F64 + RUNTIME
+        return self.n * (self.d + 1) * self.itemsize + self.n * 8 + EIGH_ARRAYS * self.d * self.d * F64 + RUNTIME
 
     @property
     def row_bytes(self) -> int:
@@ -217,39 +217,39 @@ class Problem:
         keep = self.s > self.s.max() * self.d * torch.finfo(f64).eps
         self.s, self.U = self.s[keep], self.U[:, keep]
         self.r = len(self.s)
-        self.Z = torch.empty((self.n, self.r), dtype=dtype, device=self.device)
+        # Z = [centred features in the eigenbasis | 1]: the ones column carries the intercept, so a
+        # step is two matmuls, and the intercept's gradient (the softmax's column sums) comes with them
+        self.Z = torch.ones((self.n, self.r + 1), dtype=dtype, device=self.device)
         for s, e in chunks:
-            self.Z[s:e] = centred(s, e, self.mean) @ self.U
-        self.Y = torch.as_tensor(target, device=self.device)
-        self.rows = self.plan.rows
-        self.row_index = torch.arange(self.rows, device=self.device)
+            self.Z[s:e, :self.r] = centred(s, e, self.mean) @ self.U
+        self.Y = torch.as_tensor(target, device=self.device)[:, None]
+        # the step's row chunks, as views made once: a few-shot step is ~20 tensor ops, each costing microseconds
+        rows = self.plan.rows
+        self.chunks = [(self.Z[s:s + rows], self.Y[s:s + rows]) for s in range(0, self.n, rows)]
+        self.minus_one = torch.full((rows, 1), -1, dtype=dtype, device=self.device)
 
     def scale(self, C: float) -> torch.Tensor:
         """D: W' = V * D, so that L-BFGS sees curvature ~ I."""
         return torch.sqrt(C * self.n / (C * CURVATURE * self.s + 1))
 
-    def loss_grad(self, W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of logits Z @ W.T + b and its gradients in W and b (float64),
-        summed over row chunks of `plan.rows`."""
+    def loss_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of logits Z @ W.T (W's last column: the intercepts) and its gradient
+        in W (float64), summed over the row chunks of `plan.rows`."""
         f64 = torch.float64
-        Wc, bc = W.to(self.Z.dtype), b.to(self.Z.dtype)
-        loss = torch.zeros((), dtype=f64, device=self.device)
-        gW, gb = torch.zeros_like(W), torch.zeros_like(b)
-        rows = self.rows
-        for s in range(0, self.n, rows):
-            Z, Y = self.Z[s:s + rows], self.Y[s:s + rows]
-            L = (Z @ Wc.T).add_(bc)
-            top = L.amax(1, keepdim=True)
-            picked = L.gather(1, Y[:, None])
-            L.sub_(top).exp_()
-            total = L.sum(1, keepdim=True)
-            loss += (top + total.log() - picked).sum(dtype=f64)
-            L.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
-            L[self.row_index[:len(Y)], Y] -= 1
-            gb += L.sum(0).to(f64)  # summed in float32 like the gradient's matmul: no float64 copy of L
-            gW += (L.T @ Z).to(f64)
-            del L
-        return loss / self.n, gW / self.n, gb / self.n
+        Wc = W.to(self.Z.dtype).T
+        loss, G = 0, 0
+        for Z, Y in self.chunks:
+            L = Z @ Wc
+            top = L.amax(1, keepdim=True)  # by hand: torch.logsumexp takes 3x as long on few-shot sizes
+            picked = L.gather(1, Y)
+            P = L.sub_(top).exp_()
+            total = P.sum(1, keepdim=True)
+            loss = loss + (total.log() + top - picked).sum(dtype=f64)
+            P.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
+            P.scatter_add_(1, Y, self.minus_one[:len(Y)])
+            G = G + (P.T @ Z).to(f64)  # summed in the features' precision: no float64 copy of P
+            del L, P
+        return loss / self.n, G / self.n
 
 
 @functools.cache
@@ -263,22 +263,25 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
         memory: int | str = "auto") -> LogisticRegression:
     p = x if isinstance(x, Problem) else Problem(x, y, device, memory)
     K, r = len(p.classes), p.r
-    D = p.scale(C)
     f64 = torch.float64
     b_scale = 1 / CURVATURE ** 0.5
+    # V holds [W' | b']: W = V[:, :r] D U^T, intercept b = V[:, r] b_scale - W @ mean
+    D = torch.cat([p.scale(C), torch.tensor([b_scale], dtype=f64, device=p.device)])
+    penalty = D.square() / (2 * C * p.n)
+    penalty[r] = 0  # the intercept is not penalised
     v0 = torch.zeros((K, r + 1), dtype=f64, device=p.device)
     if start is not None:  # into the new coordinates: W' = W U, b' = b + mean @ W.T
         W = torch.as_tensor(start.coef_, dtype=f64, device=p.device)
-        v0[:, :r] = (W @ p.U) / D
-        v0[:, r] = (torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean) / b_scale
-    D2 = D.square() / (2 * C * p.n)
+        v0[:, :r] = W @ p.U
+        v0[:, r] = torch.as_tensor(start.intercept_, dtype=f64, device=p.device) + W @ p.mean
+        v0 /= D
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
         """The objective in V and its gradient, by hand: no autograd graph of size n x k."""
         v = torch.from_numpy(flat).view(K, r + 1).to(p.device)  # zero-copy on CPU
-        loss, gW, gb = p.loss_grad(v[:, :r] * D, v[:, r] * b_scale)
-        grad = torch.cat([gW * D + 2 * D2 * v[:, :r], (gb * b_scale)[:, None]], 1)
-        return float(loss + (v[:, :r].square() * D2).sum()), grad.cpu().numpy().ravel()
+        loss, G = p.loss_grad(v * D)
+        vp = v * penalty
+        return float(loss + (vp * v).sum()), G.mul_(D).add_(vp, alpha=2).cpu().numpy().ravel()
 
     # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
     # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
@@ -286,9 +289,9 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
         res = scipy.optimize.minimize(objective, v0.cpu().numpy().ravel(), jac=True, method="L-BFGS-B",
                                       options={"maxcor": 10, "gtol": tol, "ftol": 64 * np.finfo(np.float64).eps,
                                                "maxiter": max_iter, "maxfun": max_iter * 50})
-    v = torch.from_numpy(res.x).view(K, r + 1).to(p.device)
-    W = (v[:, :r] * D) @ p.U.T
-    b = v[:, r] * b_scale - W @ p.mean
+    v = torch.from_numpy(res.x).view(K, r + 1).to(p.device) * D
+    W = v[:, :r] @ p.U.T
+    b = v[:, r] - W @ p.mean
     b = b.cpu().numpy()  # softmax ignores a shared shift; scikit-learn's intercepts sum to 0
     clf = with_coefficients(W.cpu().numpy(), b - b.mean(), p.classes, C=C, solver="lbfgs", max_iter=max_iter)
     clf.n_iter_ = np.asarray([res.nit], dtype=np.int32)
