@@ -1,9 +1,12 @@
 """Few-shot sampling, the grid of probes, and the comparison with zero-shot."""
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
-from clipprobe import compare, fewshot, params
+from clipprobe import compare, devices, fewshot, params
 from clipprobe.errors import ClipprobeError
 
 
@@ -79,6 +82,23 @@ def test_grid_fits_each_k_and_seed_skips_the_k_a_class_cannot_supply_and_reports
     assert "k=16" in note and "'b'" in note and "\n" not in note
     assert fewshot.curve_rows(out) == [(1, 0.0, out["results"]["1"]["top1_mean"], out["results"]["1"]["top1_std"], 2),
                                        (8, 3.0, r8["top1_mean"], r8["top1_std"], 2)]
+
+
+def test_grid_in_worker_processes_gives_the_runs_of_one_process_in_order():
+    x, x_te, y, y_te = _clusters((30, 13, 30))
+    seen = []
+    one, _ = fewshot.grid(x, y, x_te, y_te, [1, 2, 8], 3, max_iter=200, device="cpu", workers=1)
+    two, _ = fewshot.grid(x, y, x_te, y_te, [1, 2, 8], 3, max_iter=200, device="cpu", workers=2, on_run=seen.append)
+    assert [(r.k, r.seed) for r in two] == [(k, s) for k in (1, 2, 8) for s in range(3)]
+    assert two == one and sorted(seen, key=lambda r: (r.k, r.seed)) == two
+    assert fewshot._grid == {}                      # the features are not held after the grid
+
+
+def test_grid_workers_are_the_usable_cpus_and_one_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert fewshot.processes("torch", "cpu", 15) == 4 and fewshot.processes("sklearn", "auto", 3) == 3
+    monkeypatch.setattr(devices, "pick_device", lambda device, param: torch.device("cuda"))
+    assert fewshot.processes("torch", "auto", 15) == 1
 
 
 @pytest.mark.parametrize("curve, zs, worth", [

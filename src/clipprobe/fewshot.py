@@ -12,6 +12,8 @@ test never overlap: the validation images come after every shot of any k the cla
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -103,35 +105,81 @@ class Run:
     test: dict
 
 
+# The grid's inputs while it runs: forked workers inherit them (features are never pickled per task)
+_grid: dict = {}
+
+
+def _run(job: tuple[int, int]) -> Run:
+    """The (k, seed) probe of the running grid."""
+    k, seed = job
+    g = _grid
+    x, y, val, labels = g["x"], g["y"], g["val"], g["labels"]
+    tr, va = sample(y, k, seed, labels, None if val is None else val[1])
+    x_va, y_va = (x[va], y[va]) if val is None else (val[0][va], val[1][va])
+    with _torch_threads(len(tr) * (x.shape[1] + 1) * len(labels), g["solver"]):
+        s = probe.search_C(x[tr], y[tr], x_va, y_va, max_iter=g["max_iter"], solver=g["solver"], device=g["device"],
+                           memory=g["memory"], score=report.scorer(g["metric"]))
+    test = report.metrics(g["y_test"], s.probe.predict_proba(g["x_test"]), s.probe.classes_, g["metric"])
+    return Run(k, seed, s.C, s.val_score, test)
+
+
+def _one_thread() -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def processes(solver: str, device: str, jobs: int) -> int:
+    """Worker processes for a grid of `jobs` probes: one per CPU this process may use, each on one
+    thread (a few-shot fit is too small to share between threads); one on a GPU, whose context
+    a forked process cannot use."""
+    if solver == "torch":
+        from clipprobe.devices import pick_device
+        if pick_device(device, param="train.device").type != "cpu":
+            return 1
+    return max(1, min(jobs, len(os.sched_getaffinity(0))))
+
+
 def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, shots, seeds: int,
          val: tuple[np.ndarray, np.ndarray] | None = None, max_iter: int = 1000, solver: str = "torch",
-         device: str = "auto", memory: int | str = "auto", metric: str = "top1", on_run=None) -> tuple[list[Run], list[Shortage]]:
+         device: str = "auto", memory: int | str = "auto", metric: str = "top1", on_run=None,
+         workers: int | None = None) -> tuple[list[Run], list[Shortage]]:
     """Every (k, seed) probe of the grid: C searched (`probe.search_C`, the paper's protocol) on
     the validation images by the dataset's headline `metric`, the probe at that C fitted on the
     k shots, scored on the test features. Single-label datasets only.
 
     A k some class cannot supply is skipped (returned as a `Shortage`), the rest still run.
     `val`: the dataset's official val split (features, labels), where it has one.
+    The probes are independent: on CPU they run in `workers` forked processes (None: `processes`);
+    each is deterministic, so the runs are the same however many there are. `on_run` sees each
+    run as it finishes; the runs come back ordered by (k, seed).
     """
     labels = np.unique(y)
-    y_val = None if val is None else val[1]
-    runs, skipped = [], []
+    jobs, skipped = [], []
     for k in sorted(shots):
-        short = shortage(y, k, labels, y_val)
+        short = shortage(y, k, labels, None if val is None else val[1])
         if short is not None:
             skipped.append(short)
-            continue
-        for seed in range(seeds):
-            tr, va = sample(y, k, seed, labels, y_val)
-            x_va, y_va = (x[va], y[va]) if val is None else (val[0][va], y_val[va])
-            with _torch_threads(len(tr) * (x.shape[1] + 1) * len(labels), solver):
-                s = probe.search_C(x[tr], y[tr], x_va, y_va, max_iter=max_iter, solver=solver, device=device,
-                                   memory=memory, score=report.scorer(metric))
-            test = report.metrics(y_test, s.probe.predict_proba(x_test), s.probe.classes_, metric)
-            runs.append(Run(k, seed, s.C, s.val_score, test))
-            if on_run is not None:
-                on_run(runs[-1])
-    return runs, skipped
+        else:
+            jobs += [(k, seed) for seed in range(seeds)]
+    workers = processes(solver, device, len(jobs)) if workers is None else workers
+    _grid.update(x=x, y=y, val=val, labels=labels, x_test=x_test, y_test=y_test, max_iter=max_iter,
+                 solver=solver, device=device, memory=memory, metric=metric)
+    runs = []
+    try:
+        if workers > 1:  # the largest k first: the slowest probes start before the pool runs dry
+            with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
+                for r in pool.imap_unordered(_run, sorted(jobs, key=lambda j: -j[0])):
+                    runs.append(r)
+                    if on_run is not None:
+                        on_run(r)
+        else:
+            for job in jobs:
+                runs.append(_run(job))
+                if on_run is not None:
+                    on_run(runs[-1])
+    finally:
+        _grid.clear()
+    return sorted(runs, key=lambda r: (r.k, r.seed)), skipped
 
 
 def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots, seeds: int) -> dict:
