@@ -37,7 +37,8 @@ def _fake_search(monkeypatch, peak):
 
     monkeypatch.setattr(probe, "fit", fake_fit)
     y_val = np.ones(100_000, int)
-    return probe.search_C(None, None, np.zeros((100_000, 1)), y_val), fitted
+    accuracy = lambda clf, x, y: float(np.mean(clf.predict(x) == y) * 100)  # the fake's curve  # noqa: E731
+    return probe.search_C(None, None, np.zeros((100_000, 1)), y_val, score=accuracy), fitted
 
 
 def test_search_follows_clip_protocol_and_finds_known_optimum(monkeypatch):
@@ -141,6 +142,13 @@ def test_torch_solver_minimises_scikit_learns_objective(C):
     assert isinstance(ours, LogisticRegression) and np.array_equal(ours.classes_, ref.classes_)
     assert np.abs(ours.coef_ - ref.coef_).max() < 1e-4
     assert np.abs(ours.intercept_ - ref.intercept_).max() < 1e-4
+
+
+def test_probe_predict_is_scikit_learns_predict_for_multinomial_and_binary_probes():
+    for classes in (2, 5):
+        x, y = _blobs(50, 0, classes=classes)
+        clf = probe.fit(x, y, 1.0, 200)
+        assert np.array_equal(probe.predict(clf, x), clf.predict(x))
 
 
 def test_torch_solver_at_default_tolerance_predicts_as_scikit_learn():

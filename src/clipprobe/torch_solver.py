@@ -233,23 +233,24 @@ class Problem:
         return torch.sqrt(C * self.n / (C * CURVATURE * self.s + 1))
 
     def loss_grad(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy of logits Z @ W.T (W's last column: the intercepts) and its gradient
-        in W (float64), summed over the row chunks of `plan.rows`."""
+        """Summed cross-entropy of logits Z @ W.T (W's last column: the intercepts) and its gradient
+        in W (float64), over the row chunks of `plan.rows`."""
         f64 = torch.float64
         Wc = W.to(self.Z.dtype).T
-        loss, G = 0, 0
+        loss = G = None
         for Z, Y in self.chunks:
             L = Z @ Wc
             top = L.amax(1, keepdim=True)  # by hand: torch.logsumexp takes 3x as long on few-shot sizes
             picked = L.gather(1, Y)
             P = L.sub_(top).exp_()
             total = P.sum(1, keepdim=True)
-            loss = loss + (total.log() + top - picked).sum(dtype=f64)
+            part = total.log().add_(top).sub_(picked).sum(dtype=f64)
             P.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
             P.scatter_add_(1, Y, self.minus_one[:len(Y)])
-            G = G + (P.T @ Z).to(f64)  # summed in the features' precision: no float64 copy of P
+            grad = (P.T @ Z).to(f64)  # summed in the features' precision: no float64 copy of P
             del L, P
-        return loss / self.n, G / self.n
+            loss, G = (part, grad) if G is None else (loss + part, G.add_(grad))
+        return loss, G
 
 
 @functools.cache
@@ -269,6 +270,7 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
     D = torch.cat([p.scale(C), torch.tensor([b_scale], dtype=f64, device=p.device)])
     penalty = D.square() / (2 * C * p.n)
     penalty[r] = 0  # the intercept is not penalised
+    D_mean = D / p.n  # the chain rule's D and the mean's 1/n in one factor
     v0 = torch.zeros((K, r + 1), dtype=f64, device=p.device)
     if start is not None:  # into the new coordinates: W' = W U, b' = b + mean @ W.T
         W = torch.as_tensor(start.coef_, dtype=f64, device=p.device)
@@ -281,7 +283,8 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
         v = torch.from_numpy(flat).view(K, r + 1).to(p.device)  # zero-copy on CPU
         loss, G = p.loss_grad(v * D)
         vp = v * penalty
-        return float(loss + (vp * v).sum()), G.mul_(D).add_(vp, alpha=2).cpu().numpy().ravel()
+        return (float(loss) / p.n + float(torch.dot(vp.view(-1), v.view(-1))),
+                G.mul_(D_mean).add_(vp, alpha=2).cpu().numpy().ravel())
 
     # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
     # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
