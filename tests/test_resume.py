@@ -38,13 +38,13 @@ def _kill_after_first_shard(dest, env):
 
 def test_sigkilled_extract_resumes_byte_identical_and_runs_are_deterministic(tmp_path, fashion_mnist):
     ref, env = make_project(tmp_path / "ref", **SETTINGS)
-    run(["dvc", "repro"], ref, env)
+    run(["dvc", "repro", "evaluate"], ref, env)   # through the probe's metrics: what extraction feeds
 
     dest, env = make_project(tmp_path / "killed", **SETTINGS)
     run(["dvc", "repro", "prepare"], dest, env)
     _kill_after_first_shard(dest, env)
     assert not (dest / "features").exists()             # nothing half-done where tune would read it
-    out = run(["dvc", "repro"], dest, env)
+    out = run(["dvc", "repro", "evaluate"], dest, env)
     resumed = int(out.split("train: ")[1].split(" images")[0])
     assert resumed < 50                                  # it resumed: not all 50 train images again
     assert _files(dest / "features") == _files(ref / "features")
