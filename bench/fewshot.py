@@ -7,6 +7,7 @@ tune stage, C: auto), with `train.solver: torch`.
     python bench/fewshot.py                      # generated features (see below), 2 torch threads
     python bench/fewshot.py --features bench     # the probe benchmark's small set (clipprobe.benchsets)
     python bench/fewshot.py --features DIR       # a clipprobe project's features/ (e.g. after make demo)
+    python bench/fewshot.py --workers 1          # the grid in one process (the stage: one per usable CPU)
 
 Features: `generated` are seeded Gaussian class clusters in 512 dimensions (class means in a
 64-d subspace, anisotropic noise with a decaying spectrum), 10,000 train / 2,000 test for 10
@@ -70,8 +71,10 @@ def ten(args):
     s, t_full = timed(full)
     print(f"  one full-data search (tune stage): {t_full:6.1f} s  C = {s.C:.4g}, {s.n_fits} fits, "
           f"{sum(i for *_, i in s.fits)} L-BFGS iterations")
-    (runs, skipped), t_grid = timed(lambda: fewshot.grid(x, y, x_te, y_te, SHOTS, SEEDS, device=args.device))
-    print(f"  few-shot grid {len(SHOTS)} k x {SEEDS} seeds:        {t_grid:6.1f} s  ({len(runs)} searches, "
+    workers = args.workers or fewshot.processes("torch", args.device, len(SHOTS) * SEEDS)
+    (runs, skipped), t_grid = timed(lambda: fewshot.grid(x, y, x_te, y_te, SHOTS, SEEDS, device=args.device,
+                                                         workers=workers))
+    print(f"  few-shot grid {len(SHOTS)} k x {SEEDS} seeds, {workers} worker(s): {t_grid:6.1f} s  ({len(runs)} searches, "
           f"{t_grid / max(len(runs), 1):.2f} s each); {t_grid / t_full:.2f}x the full-data search")
     for k in SHOTS:
         top1 = [r.test["top1"] for r in runs if r.k == k]
@@ -94,6 +97,8 @@ def main():
                     help="generated | bench | a clipprobe project's features/ folder (train/ and test/)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="few-shot worker processes (default 0: as the stage runs, one per usable CPU)")
     ap.add_argument("--case", choices=("10", "1000", "both"), default="both", help="which comparison to run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
