@@ -71,7 +71,7 @@ def ten(args):
     s, t_full = timed(full)
     print(f"  one full-data search (tune stage): {t_full:6.1f} s  C = {s.C:.4g}, {s.n_fits} fits, "
           f"{sum(i for *_, i in s.fits)} L-BFGS iterations")
-    workers = args.workers or fewshot.processes("torch", args.device, len(SHOTS) * SEEDS)
+    workers = args.workers or fewshot.processes(len(SHOTS) * SEEDS, "torch", args.device)
     (runs, skipped), t_grid = timed(lambda: fewshot.grid(x, y, x_te, y_te, SHOTS, SEEDS, device=args.device,
                                                          workers=workers))
     print(f"  few-shot grid {len(SHOTS)} k x {SEEDS} seeds, {workers} worker(s): {t_grid:6.1f} s  ({len(runs)} searches, "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipprobe import compare, devices, fewshot, params
+from clipprobe import compare, devices, fewshot, params, torch_solver
 from clipprobe.errors import ClipprobeError
 
 
@@ -94,11 +94,15 @@ def test_grid_in_worker_processes_gives_the_runs_of_one_process_in_order():
     assert fewshot._grid == {}                      # the features are not held after the grid
 
 
-def test_grid_workers_are_the_usable_cpus_and_one_on_a_gpu(monkeypatch):
+def test_grid_workers_are_the_usable_cpus_within_the_memory_budget_and_one_on_a_gpu(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert fewshot.processes("torch", "cpu", 15) == 4 and fewshot.processes("sklearn", "auto", 3) == 3
+    assert fewshot.processes(15, "torch", "cpu") == 4 and fewshot.processes(3, "sklearn", "auto") == 3
+    largest = (16 * 1000, 1024, 1000, 4)                 # 16 shots x 1000 classes of 1024-d float32 features
+    peak = torch_solver.Plan(*largest, 2**40).peak
+    assert fewshot.processes(15, "torch", "cpu", memory=2 * peak + 1, largest=largest) == 2
+    assert fewshot.processes(15, "torch", "cpu", memory=peak // 2, largest=largest) == 1
     monkeypatch.setattr(devices, "pick_device", lambda device, param: torch.device("cuda"))
-    assert fewshot.processes("torch", "auto", 15) == 1
+    assert fewshot.processes(15, "torch", "auto") == 1
 
 
 @pytest.mark.parametrize("curve, zs, worth", [

@@ -128,15 +128,23 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def processes(solver: str, device: str, jobs: int) -> int:
+def processes(jobs: int, solver: str = "torch", device: str = "auto", memory: int | str = "auto",
+              largest: tuple[int, int, int, int] | None = None) -> int:
     """Worker processes for a grid of `jobs` probes: one per CPU this process may use, each on one
-    thread (a few-shot fit is too small to share between threads); one on a GPU, whose context
-    a forked process cannot use."""
+    thread (a few-shot fit is too small to share between threads), and no more than the memory
+    budget (`train.memory`) holds torch solvers of the `largest` probe (rows, features, classes,
+    bytes per feature); one on a GPU, whose context a forked process cannot use."""
+    n = min(jobs, len(os.sched_getaffinity(0)))
     if solver == "torch":
+        from clipprobe import torch_solver
         from clipprobe.devices import pick_device
-        if pick_device(device, param="train.device").type != "cpu":
+        where = pick_device(device, param="train.device")
+        if where.type != "cpu":
             return 1
-    return max(1, min(jobs, len(os.sched_getaffinity(0))))
+        if largest is not None:
+            budget = torch_solver.budget(memory, where)
+            n = min(n, budget // torch_solver.Plan(*largest, budget).peak)
+    return max(1, n)
 
 
 def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, shots, seeds: int,
@@ -161,7 +169,9 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
             skipped.append(short)
         else:
             jobs += [(k, seed) for seed in range(seeds)]
-    workers = processes(solver, device, len(jobs)) if workers is None else workers
+    if workers is None:
+        largest = (max((k for k, _ in jobs), default=0) * len(labels), x.shape[1], len(labels), x.dtype.itemsize)
+        workers = processes(len(jobs), solver, device, memory, largest)
     _grid.update(x=x, y=y, val=val, labels=labels, x_test=x_test, y_test=y_test, max_iter=max_iter,
                  solver=solver, device=device, memory=memory, metric=metric)
     runs = []
