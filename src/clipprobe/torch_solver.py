@@ -283,8 +283,8 @@ def fit(x: np.ndarray | Problem, y: np.ndarray | None, C: float, max_iter: int =
         v = torch.from_numpy(flat).view(K, r + 1).to(p.device)  # zero-copy on CPU
         loss, G = p.loss_grad(v * D)
         vp = v * penalty
-        return (float(loss) / p.n + float(torch.dot(vp.view(-1), v.view(-1))),
-                G.mul_(D_mean).add_(vp, alpha=2).cpu().numpy().ravel())
+        value = float(loss / p.n + torch.dot(vp.view(-1), v.view(-1)))  # one device sync, not two
+        return value, G.mul_(D_mean).add_(vp, alpha=2).cpu().numpy().ravel()
 
     # scipy's own BLAS on one thread: its vector updates are small, and threads it wakes on every
     # one of them cost ~6 ms per iteration on 2 shared cores (torch's MKL threads are left alone)
