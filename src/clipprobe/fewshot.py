@@ -175,19 +175,15 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
     _grid.update(x=x, y=y, val=val, labels=labels, x_test=x_test, y_test=y_test, max_iter=max_iter,
                  solver=solver, device=device, memory=memory, metric=metric)
     runs = []
-    try:
-        if workers > 1:  # the largest k first: the slowest probes start before the pool runs dry
-            with multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
-                for r in pool.imap_unordered(_run, sorted(jobs, key=lambda j: -j[0])):
-                    runs.append(r)
-                    if on_run is not None:
-                        on_run(r)
-        else:
-            for job in jobs:
-                runs.append(_run(job))
-                if on_run is not None:
-                    on_run(runs[-1])
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) if workers > 1 else None
+    try:  # in a pool the largest k first: the slowest probes start before it runs dry
+        for r in pool.imap_unordered(_run, sorted(jobs, key=lambda j: -j[0])) if pool else map(_run, jobs):
+            runs.append(r)
+            if on_run is not None:
+                on_run(r)
     finally:
+        if pool:
+            pool.terminate()
         _grid.clear()
     return sorted(runs, key=lambda r: (r.k, r.seed)), skipped
 
