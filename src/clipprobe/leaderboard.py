@@ -64,12 +64,19 @@ class Table:
         values = [self.cells[row, c].value for c in self.columns if (row, c) in self.cells]
         return sum(values) / len(values) if values and len(values) == len(self.columns) else None
 
-    def best(self, column: Column | None, rows: list[Row]) -> float | None:
-        """The best value of a column (None: of the mean column) over `rows`."""
-        values = [self.mean(r) if column is None else self.cells[r, column].value
-                  for r in rows if column is None or (r, column) in self.cells]
-        values = [v for v in values if v is not None]
-        return max(values) if values else None
+    def value(self, row: Row, column: Column | None) -> float | None:
+        """The cell's value (None: the row's mean), or None where there is none."""
+        if column is None:
+            return self.mean(row)
+        return self.cells[row, column].value if (row, column) in self.cells else None
+
+    def bests(self, rows: list[Row]) -> dict[Column | None, float | None]:
+        """The best value of each column and of the mean column (key None) over `rows`."""
+        out = {}
+        for column in [*self.columns, None]:
+            values = [v for v in (self.value(r, column) for r in rows) if v is not None]
+            out[column] = max(values) if values else None
+        return out
 
 
 @dataclass
@@ -257,11 +264,10 @@ def markdown(board: Leaderboard) -> str:
                   "| model | weights | layer | " + " | ".join(column_label(c, datasets) for c in t.columns)
                   + " | mean |",
                   "|---|---|---|" + "---:|" * (len(t.columns) + 1)]
-        best = {c: t.best(c, board.rows) for c in [*t.columns, None]}
+        best = t.bests(board.rows)
         for r in board.rows:
-            values = [t.cells[r, c].value if (r, c) in t.cells else None for c in t.columns] + [t.mean(r)]
-            cells = [f"**{_fmt(v)}**" if v is not None and v == best[c] else _fmt(v)
-                     for v, c in zip(values, [*t.columns, None])]
+            values = {c: t.value(r, c) for c in best}
+            cells = [f"**{_fmt(v)}**" if v is not None and v == best[c] else _fmt(v) for c, v in values.items()]
             lines.append(f"| {models[r[0]]} | {weights[r[1]]} | {r[2]} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += notes(board)
@@ -300,7 +306,7 @@ def csv_text(board: Leaderboard) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_HEADER)
     for t in board.tables:
-        best = {c: t.best(c, board.rows) for c in [*t.columns, None]}
+        best = t.bests(board.rows)
         for r in board.rows:
             for c in t.columns:
                 if (r, c) in t.cells:

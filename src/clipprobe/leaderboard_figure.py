@@ -24,7 +24,7 @@ def _matrix(board: Leaderboard):
     values = np.full((len(board.rows), len(cols)), np.nan)
     for i, r in enumerate(board.rows):
         for j, c in enumerate(cols):
-            v = table.mean(r) if c is None else (table.cells[r, c].value if (r, c) in table.cells else None)
+            v = table.value(r, c)
             if v is not None:
                 values[i, j] = v
     return table, cols, values
