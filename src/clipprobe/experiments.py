@@ -54,10 +54,14 @@ def collect(repo: str | None = None, names: list[str] | None = None,
                                         metrics=_metrics(state.data.metrics)))
     found.sort(key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0, reverse=True)
     if names:
-        missing = [n for n in names if not any(e.name == n or (len(n) >= 4 and e.rev.startswith(n))
-                                               for e in found)]
+        missing = [n for n in names if not any(_named(e, n) for e in found)]
         if missing:
             raise ClipprobeError(f"--exp {missing[0]}: no finished experiment of that name or commit; "
                                  "`dvc exp show` lists them")
-        found = [e for e in found if e.name in names or any(len(n) >= 4 and e.rev.startswith(n) for n in names)]
+        found = [e for e in found if any(_named(e, n) for n in names)]
     return found, unfinished
+
+
+def _named(e: Experiment, name: str) -> bool:
+    """Whether `name` is the experiment's name or a prefix (4 characters or more) of its commit."""
+    return e.name == name or (len(name) >= 4 and e.rev.startswith(name))
