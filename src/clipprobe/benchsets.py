@@ -42,12 +42,13 @@ def build(cache: Path) -> None:
     device, dtype = torch.device("cpu"), precision()
     encoders.place(encoder, device, dtype)
     spec = features.spec(encoder, MODEL, WEIGHTS, LAYER, batch_size=100, shard_size=5000, device=device, dtype=dtype)
+    root = features_dir(cache)
     for split in ("train", "test"):
-        out = features_dir(cache) / split
+        out = root / split
         if (out / store.MANIFEST).is_file():
             continue
         fp = features.split_fingerprint(spec, prepared, split)
-        scratch = cache / f"scratch-{features_dir(cache).name}" / split
+        scratch = cache / f"scratch-{root.name}" / split
         features.extract_split(encoder, prepared, split, scratch, spec, fp, device=device, dtype=dtype, workers=0)
         features.publish(scratch, out)
 
