@@ -42,9 +42,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
-from clipprobe import devices, encoders, features, params, probe, splits, store
-from clipprobe.datasets import FASHION_MNIST_DIRS, FASHION_MNIST_FILES, stage_fashion_mnist
+from clipprobe import devices, params
+from clipprobe.data.downloads import (
+    FASHION_MNIST_DIRS,
+    FASHION_MNIST_FILES,
+    stage_fashion_mnist,
+)
+from clipprobe.encode import encoders, extract, openclip, store, towers
 from clipprobe.errors import ClipprobeError
+from clipprobe.probe import linear, search, validation
 
 
 def fashion_mnist(src: Path | None, root: Path, transform):
@@ -153,9 +159,9 @@ def canonical(model, dataset, n: int, device: torch.device, dtype: torch.dtype) 
 
 
 def clipprobe_extract(encoder, prepared: Path, scratch: Path, args, device, dtype, jpeg_on_device=None) -> np.ndarray:
-    spec = features.spec(encoder, args.model, args.weights, "projection", batch_size=args.batch, shard_size=10000,
+    spec = extract.spec(encoder, args.model, args.weights, "projection", batch_size=args.batch, shard_size=10000,
                          device=device, dtype=dtype)
-    features.extract_split(encoder, prepared, "bench", scratch, spec, "bench", device=device, dtype=dtype,
+    extract.extract_split(encoder, prepared, "bench", scratch, spec, "bench", device=device, dtype=dtype,
                            workers=args.workers_n, jpeg_on_device=jpeg_on_device)
     return store.read_features(scratch)[0]
 
@@ -186,14 +192,14 @@ PROBE = dict(max_iter=100_000, solver="torch", device="cpu")
 def search_C(x: np.ndarray, y: np.ndarray) -> float:
     """The CLIP-protocol C for the train half (first half of the rows), searched on a stratified 20% of it."""
     half = len(y) // 2
-    tr, val = splits.validation_split(y[:half], 0.2, 0)
-    return probe.search_C(x[tr], y[tr], x[val], y[val], **PROBE).C
+    tr, val = validation.validation_split(y[:half], 0.2, 0)
+    return search.search_C(x[tr], y[tr], x[val], y[val], **PROBE).C
 
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, C: float) -> float:
     """Test top-1 (%) of the probe fitted with C on the first half of the rows, tested on the second."""
     half = len(y) // 2
-    return float(np.mean(probe.fit(x[:half], y[:half], C, **PROBE).predict(x[half:]) == y[half:]) * 100)
+    return float(np.mean(linear.fit(x[:half], y[:half], C, **PROBE).predict(x[half:]) == y[half:]) * 100)
 
 
 def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, model: str = "ViT-B/32",
@@ -201,7 +207,7 @@ def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, mo
             address: str | None = None) -> list[dict]:
     """One row per actor count: images, seconds and images/s of extracting `split` on Ray (CPU),
     each into a fresh scratch (a finished one would be reused), actor start and model loads included."""
-    from clipprobe import ray_engine
+    from clipprobe.encode import ray_engine
 
     base = {"model": {"name": model, "weights": weights},
             "extract": {"engine": "ray", "batch_size": batch_size, "shard_size": shard_size}}
@@ -213,7 +219,7 @@ def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, mo
         for i, n in enumerate(actor_counts):
             p = params.parse({**base, "extract": {**base["extract"], "ray": {"actors": n}}})
             start = time.perf_counter()
-            spec = features.spec(encoder, model, weights, p.extract.layer, batch_size=batch_size,
+            spec = extract.spec(encoder, model, weights, p.extract.layer, batch_size=batch_size,
                                  shard_size=shard_size, device=device, dtype=dtype)
             manifest = ray_engine.extract_split(encoder, prepared, split, Path(tmp) / f"run{i}", spec, "bench",
                                                 model=p.model, extract=p.extract, device=device, dtype=dtype)
@@ -267,7 +273,7 @@ def main() -> None:
     dtype = devices.pick_precision(args.precision, device)
     canon_dtype = torch.float16 if device.type == "cuda" else torch.float32
     as_int = lambda v: v if v == "auto" else int(v)
-    args.batch, args.workers_n = features.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
+    args.batch, args.workers_n = extract.loader_settings(as_int(args.batch_size), as_int(args.workers), device)
     if args.probe and args.only:
         raise ClipprobeError("--probe needs both sides: drop --only")
     wh = args.jpeg.split("x") if args.jpeg else []
@@ -280,8 +286,8 @@ def main() -> None:
 
     import open_clip
 
-    encoder = encoders.place(encoders.load_encoder(args.model, args.weights), device, dtype)
-    torch.manual_seed(encoders.RANDOM_SEED)   # the same weights as load_encoder's, for random
+    encoder = towers.place(encoders.load_encoder(args.model, args.weights), device, dtype)
+    torch.manual_seed(openclip.RANDOM_SEED)   # the same weights as load_encoder's, for random
     model, _, preprocess = open_clip.create_model_and_transforms(
         encoder.arch, pretrained=None if args.weights == "random" else args.weights,
         force_quick_gelu="/" in args.model)

@@ -1,17 +1,17 @@
 """Few-shot speed: the default few-shot grid (k = 1, 2, 4, 8, 16 x 3 seeds: 15 C searches and
 probes) against one full-data C search on the same 10-class features, and one 16-shot search on
 1000 classes. They run what the stages run: `fewshot.grid` (the fewshot stage; for 1000 classes
-its `fewshot.sample` + `probe.search_C`) and `splits.validation_split` + `probe.search_C` (the
+its `fewshot.sample` + `search.search_C`) and `validation.validation_split` + `search.search_C` (the
 tune stage, C: auto), with `train.solver: torch`.
 
     python bench/fewshot.py                      # generated features (see below), 2 torch threads
-    python bench/fewshot.py --features bench     # the probe benchmark's small set (clipprobe.benchsets)
+    python bench/fewshot.py --features bench     # the probe benchmark's small set (bench/benchsets.py)
     python bench/fewshot.py --features DIR       # a clipprobe project's features/ (e.g. after make demo)
     python bench/fewshot.py --workers 1          # the grid in one process (the stage: one per usable CPU)
 
 Features: `generated` are seeded Gaussian class clusters in 512 dimensions (class means in a
 64-d subspace, anisotropic noise with a decaying spectrum), 10,000 train / 2,000 test for 10
-classes; `bench` is `clipprobe.benchsets`' `small` set (untrained ViT-B/32 features of Fashion-MNIST,
+classes; `bench` is `bench/benchsets.py`'s `small` set (untrained ViT-B/32 features of Fashion-MNIST,
 10,000 / 2,000; built once into bench/.cache, as bench/probe.py does); or the features a clipprobe project has cached.
 The 1000-class case is always generated:
 16 shots x 1000 classes to fit, 4 x 1000 to validate on.
@@ -23,10 +23,12 @@ import argparse
 import time
 from pathlib import Path
 
+import benchsets
 import numpy as np
 import torch
 
-from clipprobe import benchsets, fewshot, probe, splits, store
+from clipprobe.encode import store
+from clipprobe.probe import fewshot, linear, search, validation
 
 SHOTS, SEEDS = (1, 2, 4, 8, 16), 3
 
@@ -65,8 +67,8 @@ def ten(args):
     print(f"10 classes ({args.features}): train {x.shape}, test {x_te.shape}; {args.threads} torch threads")
 
     def full():
-        tr, val = splits.validation_split(y, 0.2, 0)
-        return probe.search_C(x[tr], y[tr], x[val], y[val], solver="torch", device=args.device)
+        tr, val = validation.validation_split(y, 0.2, 0)
+        return search.search_C(x[tr], y[tr], x[val], y[val], solver="torch", device=args.device)
 
     s, t_full = timed(full)
     print(f"  one full-data search (tune stage): {t_full:6.1f} s  C = {s.C:.4g}, {s.n_fits} fits, "
@@ -85,7 +87,7 @@ def thousand(args):
     x, y = generated(20, 1000, seed=1)  # 16 shots + 4 validation per class
     tr, va = fewshot.sample(y, 16, 0, np.unique(y))
     cpu = time.process_time()
-    s, t_1000 = timed(lambda: probe.search_C(x[tr], y[tr], x[va], y[va], solver="torch", device=args.device))
+    s, t_1000 = timed(lambda: search.search_C(x[tr], y[tr], x[va], y[va], solver="torch", device=args.device))
     print(f"1000 classes, 16 shots (16,000 x 512 to fit, 4,000 to validate): one search {t_1000:6.1f} s "
           f"({time.process_time() - cpu:.1f} CPU s), C = {s.C:.4g}, {s.n_fits} fits, "
           f"{sum(i for *_, i in s.fits)} L-BFGS iterations")
@@ -103,7 +105,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x, y = generated(20, 10)
-    probe.fit(x, y, 1.0, solver="torch", device=args.device)  # first-call imports, untimed
+    linear.fit(x, y, 1.0, solver="torch", device=args.device)  # first-call imports, untimed
     if args.case != "1000":
         ten(args)
     if args.case != "10":

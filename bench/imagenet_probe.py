@@ -15,7 +15,7 @@ test top-1 is printed beside the probe's, and chance (1/k).  Generated in chunks
 from its own seed, so the same arguments give the same features on any machine and thread count.
 
 The protocol is what the tune and train stages run with `C: auto`: a stratified 20% validation
-split (seed 0), `probe.search_C` with the torch solver, then `probe.fit` on all rows warm-started
+split (seed 0), `search.search_C` with the torch solver, then `linear.fit` on all rows warm-started
 from the search's probe at the chosen C.  Printed: wall times, L-BFGS iterations, the memory plan
 and peak memory (CUDA: max allocated; CPU: the process's peak RSS), and the refit's time per
 iteration against two matmuls of its shape (one L-BFGS step's work: logits, gradient), measured on
@@ -33,12 +33,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import benchsets
 import numpy as np
 import torch
 
-from clipprobe import benchsets, params, probe, splits, torch_solver
+from clipprobe import params
 from clipprobe.devices import pick_device
 from clipprobe.errors import ClipprobeError
+from clipprobe.probe import linear, search, torch_solver, validation
 
 IMAGENET = dict(n=1_281_167, d=1024, k=1000, n_test=50_000)  # ILSVRC-2012 train images, val as test
 # expected distance between two class means, in noise standard deviations: ~72% Bayes top-1 at 1000 classes
@@ -195,12 +197,12 @@ def main() -> None:
     if a.fit is not None:
         t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, memory), device)
         evals = counting(problem)
-        t_fit, clf = timed(lambda: probe.fit(problem, None, a.fit, a.max_iter, solver="torch"), device)
+        t_fit, clf = timed(lambda: linear.fit(problem, None, a.fit, a.max_iter, solver="torch"), device)
         iters, C, t_total = int(np.max(clf.n_iter_)), a.fit, t_build + t_fit
         print(f"one fit at C = {C:g}: build {t_build:.1f}s, fit {t_fit:.1f}s, {iters} L-BFGS iterations")
     else:
-        tr, val = splits.validation_split(y, 0.2, 0)
-        t_search, s = timed(lambda: probe.search_C(x[tr], y[tr], x[val], y[val], a.max_iter, solver="torch",
+        tr, val = validation.validation_split(y, 0.2, 0)
+        t_search, s = timed(lambda: search.search_C(x[tr], y[tr], x[val], y[val], a.max_iter, solver="torch",
                                                    device=a.device, memory=memory), device)
         search_iters = sum(it for _, _, it in s.fits)
         print(f"search: {s.n_fits} fits, {search_iters} L-BFGS iterations, {t_search:.1f}s (C = {s.C:.5g}, "
@@ -208,7 +210,7 @@ def main() -> None:
               flush=True)
         t_build, problem = timed(lambda: torch_solver.Problem(x, y, a.device, memory), device)
         evals = counting(problem)
-        t_fit, clf = timed(lambda: probe.fit(problem, None, s.C, a.max_iter, solver="torch", start=s.probe), device)
+        t_fit, clf = timed(lambda: linear.fit(problem, None, s.C, a.max_iter, solver="torch", start=s.probe), device)
         iters, C, t_total = int(np.max(clf.n_iter_)), s.C, t_search + t_build + t_fit
         print(f"refit on all {n:,} rows: build {t_build:.1f}s, fit {t_fit:.1f}s, {iters} L-BFGS iterations "
               f"(warm-started)")

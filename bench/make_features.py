@@ -1,11 +1,11 @@
-"""Build the probe benchmark's features once (clipprobe.benchsets) into bench/.cache/.
+"""Build the probe benchmark's features once (bench/benchsets.py) into bench/.cache/.
 
     python bench/make_features.py      # ~10 minutes on 2 cores; bench/probe.py builds them too when missing
 """
 
 from pathlib import Path
 
-from clipprobe import benchsets
+import benchsets
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

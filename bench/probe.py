@@ -11,7 +11,7 @@ The peer is CoOp's lpclip (the loop most CLIP linear-probe numbers come from): s
 `LogisticRegression(solver="lbfgs", max_iter=1000)` fitted from scratch for each C of the grid
 1e6..1e-6, then 8 bisection steps in log10(C) around the best, 2 fits per step, its C the last
 step's winner, then a refit on train+val: 24 cold fits.  clipprobe runs its library code, what
-the tune and train stages call: `probe.search_C`, then `probe.fit` on train+val warm-started
+the tune and train stages call: `search.search_C`, then `linear.fit` on train+val warm-started
 from the search.  Both see the same features, validation split (20%, seed 0) and test set.
 Last, the targets' figures: the time ratio, the test top-1 difference, and the validation top-1
 at each protocol's C (and clipprobe's solver's at the peer's C: whether the search missed a better C).
@@ -25,13 +25,14 @@ import time
 import warnings
 from pathlib import Path
 
+import benchsets
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe import benchsets, probe, splits
 from clipprobe.params import TrainParams
+from clipprobe.probe import linear, search, validation
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -46,7 +47,7 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all, converged=False):
     tell what the protocol picks from what scikit-learn's fits stopped at max_iter pick."""
     def fit(c, x=x_tr, y=y_tr):
         if converged:
-            return probe.fit(x, y, c, 5000, solver="torch", device="cpu")
+            return linear.fit(x, y, c, 5000, solver="torch", device="cpu")
         return LogisticRegression(solver="lbfgs", max_iter=1000, C=c).fit(x, y)
 
     grid = [1e6, 1e4, 1e2, 1, 1e-2, 1e-4, 1e-6]
@@ -66,15 +67,15 @@ def peer(x_tr, y_tr, x_val, y_val, x_all, y_all, converged=False):
 
 
 def clipprobe_search(x_tr, y_tr, x_val, y_val, x_all, y_all, solver="sklearn"):
-    s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=1000, solver=solver)
-    clf = probe.fit(x_all, y_all, s.C, 1000, solver=solver, start=s.probe)
+    s = search.search_C(x_tr, y_tr, x_val, y_val, max_iter=1000, solver=solver)
+    clf = linear.fit(x_all, y_all, s.C, 1000, solver=solver, start=s.probe)
     return clf, s.C, s.val_score, s.n_fits + 1
 
 
 def sweep(x_tr, y_tr, x_val, y_val, x_all, y_all, x_te, y_te):
     """Converged fits (torch solver) at log10(C) = 0, 1/8, ..., 3: validation top-1 of the fit on
     train, test top-1 of the refit on train+val; how much the curve the searches climb is noise."""
-    from clipprobe import torch_solver
+    from clipprobe.probe import torch_solver
     print(f"{'C':>10}{'val top-1':>11}{'test top-1 (refit)':>20}")
     p_tr, p_all = torch_solver.Problem(x_tr, y_tr, "cpu"), torch_solver.Problem(x_all, y_all, "cpu")
     clf_tr = clf_all = None
@@ -99,7 +100,7 @@ def main():
     warnings.simplefilter("ignore", ConvergenceWarning)  # both protocols stop at max_iter alike
 
     x_all, y_all, x_te, y_te = benchsets.load(a.set, CACHE)
-    tr, val = splits.validation_split(y_all, 0.2, 0)
+    tr, val = validation.validation_split(y_all, 0.2, 0)
     data = (x_all[tr], y_all[tr], x_all[val], y_all[val], x_all, y_all)
     print(f"{a.set} set: {len(tr)} train / {len(val)} val (refit on all {len(y_all)}) / {len(y_te)} test, "
           f"{x_all.shape[1]}-d float32, {len(np.unique(y_all))} classes; torch threads {torch.get_num_threads()}")
@@ -125,7 +126,7 @@ def main():
     print("median wall s: " + ", ".join(f"{n} {m:.2f}" for n, m in medians.items()))
     if a.only is None:
         (c_peer, val_peer, test_peer), (c_ours, val_ours, test_ours) = last["peer (lpclip)"], last[ours]
-        at_peer_c = _top1(probe.fit(*data[:2], c_peer, 1000, solver=a.solver), *data[2:4])
+        at_peer_c = _top1(linear.fit(*data[:2], c_peer, 1000, solver=a.solver), *data[2:4])
         print(f"time ratio peer / clipprobe: {medians['peer (lpclip)'] / medians[ours]:.1f}x")
         print(f"test top-1 clipprobe - peer: {test_ours - test_peer:+.2f} points")
         print(f"val top-1 at the chosen C: clipprobe {val_ours:.2f} at C = {c_ours:.5g}; peer {val_peer:.2f} "

@@ -3,7 +3,8 @@ shots zero-shot is worth) and plots/fewshot.png."""
 
 import json
 
-from clipprobe import compare, report
+from clipprobe import atomic
+from clipprobe.report import compare
 from clipprobe.stage import METRICS, PLOTS, run
 
 
@@ -12,7 +13,7 @@ def main():
                                for name in ("fewshot", "zeroshot", "accuracy"))
     result = compare.compare(fewshot, zeroshot, full)
     compare.plot(fewshot, result, PLOTS / "fewshot.png")
-    report.write_json(METRICS / "compare.json", result)
+    atomic.write_json(METRICS / "compare.json", result)
     print(compare.summary(METRICS))
 
 

@@ -3,16 +3,15 @@ DVC reruns prepare when the ImageFolder changes and extract when a model file do
 
 Always run (dvc.yaml: always_changed) and cheap: no torch, no image decoding."""
 
-import json
-
-from clipprobe import atomic, inputs, params
+from clipprobe import atomic, params
+from clipprobe.data import inputs
 from clipprobe.stage import DATA_LISTING, MODEL_RECORD, run
 
 
 def main():
     p = params.load()
     atomic.write_text(DATA_LISTING, inputs.data_listing(p.data))
-    atomic.write_text(MODEL_RECORD, json.dumps(inputs.model_record(p.model), indent=2) + "\n")
+    atomic.write_json(MODEL_RECORD, inputs.model_record(p.model))
 
 
 if __name__ == "__main__":

@@ -1,22 +1,25 @@
 """prepare: the dataset's standard splits and class names -> data/prepared/."""
 
-from clipprobe import datasets, params, splits
+from clipprobe import params
+from clipprobe.data import prepared
+from clipprobe.data.prepare import prepare
+from clipprobe.probe.validation import validation_split
 from clipprobe.stage import PREPARED, run
 
 
 def main():
     p = params.load()
-    info = datasets.prepare(p.data, PREPARED)
+    info = prepare(p.data, PREPARED)
     # Fail now, not after hours of extraction. C and tune.* only decide whether to check: the
     # outputs never depend on them, so dvc.yaml leaves them to tune (which checks again) and a
     # new C never reruns prepare.
     if p.C == "auto" and "val" not in info["splits"]:
-        labels = datasets.read_split(PREPARED, "train").column("label").to_numpy()
-        splits.validation_split(labels, p.tune.val_fraction, p.tune.seed)
+        labels = prepared.read_split(PREPARED, "train").column("label").to_numpy()
+        validation_split(labels, p.tune.val_fraction, p.tune.seed)
     sizes = ", ".join(f"{n} {s}" for s, n in info["splits"].items())
     print(f"prepared {info['dataset']}: {len(info['classes'])} classes, {sizes} images"
           + (f", {len(info['skipped'])} unreadable skipped" if info["skipped"] else ""))
-    absent = datasets.classes_without_images(PREPARED, "test", info["classes"])
+    absent = prepared.classes_without_images(PREPARED, "test", info["classes"])
     if absent:
         print(f"note: no test images of {', '.join(absent[:10])}{' ...' if len(absent) > 10 else ''}: "
               f"mean_per_class_recall averages the {len(info['classes']) - len(absent)} classes with test images, "

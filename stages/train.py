@@ -1,12 +1,15 @@
-"""train: the logistic-regression probe on all training features with the tuned C -> probe/,
-starting L-BFGS from the search's probe at that C where there is one."""
+"""train: the logistic-regression probe on all training features (train + the official val split where
+there is one) with the tuned C -> probe/, starting L-BFGS from the search's probe at that C where
+there is one."""
 
 import json
 
 import numpy as np
 
-from clipprobe import params, probe, store
+from clipprobe import identity, params
+from clipprobe.encode import store
 from clipprobe.errors import ClipprobeError
+from clipprobe.probe import linear, saved
 from clipprobe.stage import FEATURES, METRICS, PROBE, TUNED, run
 
 
@@ -17,15 +20,15 @@ def main():
         raise ClipprobeError(f"{tuned} is missing: it holds the C to train with; run `dvc repro tune` "
                              "(or `dvc repro`) first")
     C = json.loads(tuned.read_text())["C"]
-    x, y, _, manifest = store.read_features(FEATURES / "train")
-    if (FEATURES / "val").is_dir():  # the official val split joins train for the final fit
-        x_val, y_val, _, _ = store.read_features(FEATURES / "val")
-        x, y = np.concatenate([x, x_val]), np.concatenate([y, y_val])
-    start = probe.load_start(TUNED / "start.npz", probe.classes_of(y))
-    clf = probe.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
-                    device=p.train.device, memory=p.train.memory)
-    keys = ("dataset", "classes", "model", "arch", "weights", "weights_id", "layer", "embed_dim")
-    probe.save(clf, PROBE, {**{k: manifest[k] for k in keys}, "n_train": len(y), "solver": p.train.solver})
+    x, y, manifest, val = store.read_train(FEATURES)
+    if val is not None:  # the official val split joins train for the final fit
+        x, y = np.concatenate([x, val[0]]), np.concatenate([y, val[1]])
+    start = saved.load_start(TUNED / "start.npz", saved.classes_of(y))
+    clf = linear.fit(x, y, C, max_iter=p.train.max_iter, solver=p.train.solver, start=start,
+                     device=p.train.device, memory=p.train.memory)
+    keys = (*identity.DATA_KEYS, "model", *identity.ENCODER_KEYS)
+    saved.save(clf, PROBE, {**{k: manifest.get(k) for k in keys}, "weights": manifest["weights"],
+                            "n_train": len(y), "solver": p.train.solver})
     print(f"probe fitted on {len(y)} images with C = {C:.6g} ({int(np.max(clf.n_iter_))} L-BFGS iterations"
           + (", warm-started from the search)" if start is not None else ")"))
 

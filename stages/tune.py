@@ -1,10 +1,12 @@
 """tune: choose C on a validation split (C: auto) or record the given C -> metrics/tune.json,
 the search curve, and the probe at the chosen C as the train stage's warm start.  The search
-selects on the dataset's headline metric (registry.py)."""
+selects on the dataset's headline metric, which the features' manifest names."""
 
 import math
 
-from clipprobe import params, probe, registry, report, splits, store
+from clipprobe import atomic, metrics, params
+from clipprobe.encode import store
+from clipprobe.probe import saved, search, validation
 from clipprobe.stage import FEATURES, METRICS, TUNED, run
 
 CURVE = ["log10_C", "C", "val_score", "metric", "fit", "n_iter"]
@@ -12,30 +14,29 @@ CURVE = ["log10_C", "C", "val_score", "metric", "fit", "n_iter"]
 
 def main():
     p = params.load()
-    x, y, _, manifest = store.read_features(FEATURES / "train")
-    metric = registry.metric_of(manifest["dataset"])
+    x, y, manifest, val = store.read_train(FEATURES)
+    metric = manifest["metric"]
     if p.C != "auto":
-        report.write_json(METRICS / "tune.json", {"C": p.C, "metric": metric})
-        report.write_csv(METRICS / "tune_curve.csv", CURVE, [])
-        probe.save_start(None, TUNED / "start.npz")
+        atomic.write_json(METRICS / "tune.json", {"C": p.C, "metric": metric})
+        atomic.write_csv(METRICS / "tune_curve.csv", CURVE, [])
+        saved.save_start(None, TUNED / "start.npz")
         print(f"C = {p.C} (given; no search)")
         return
-    if (FEATURES / "val").is_dir():  # the dataset's official validation split
-        x_val, y_val, _, _ = store.read_features(FEATURES / "val")
-        x_tr, y_tr = x, y
+    if val is not None:  # the dataset's official validation split
+        (x_tr, y_tr), (x_val, y_val) = (x, y), val
     else:
-        tr, val = splits.validation_split(y, p.tune.val_fraction, p.tune.seed)
-        x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[val], y[val]
-    s = probe.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
-                       device=p.train.device, memory=p.train.memory, score=report.scorer(metric))
+        tr, va = validation.validation_split(y, p.tune.val_fraction, p.tune.seed)
+        x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[va], y[va]
+    s = search.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
+                        device=p.train.device, memory=p.train.memory, score=metrics.scorer(metric))
     n_iter = sum(it for _, _, it in s.fits)
-    report.write_json(METRICS / "tune.json", {"C": s.C, "metric": metric, "val_score": s.val_score,
+    atomic.write_json(METRICS / "tune.json", {"C": s.C, "metric": metric, "val_score": s.val_score,
                                               "n_fits": s.n_fits, "n_iter": n_iter, "early_exit": s.early_exit,
                                               "n_train": len(y_tr), "n_val": len(y_val)})
     order = {c: i for i, (c, _, _) in enumerate(s.fits, 1)}
-    report.write_csv(METRICS / "tune_curve.csv", CURVE,
+    atomic.write_csv(METRICS / "tune_curve.csv", CURVE,
                      [(round(math.log10(c), 6), c, acc, metric, order[c], it) for c, acc, it in sorted(s.fits)])
-    probe.save_start(s.probe, TUNED / "start.npz")
+    saved.save_start(s.probe, TUNED / "start.npz")
     print(f"C = {s.C:.6g} (validation {metric} {s.val_score:.2f}%, {s.n_fits} fits, {n_iter} L-BFGS iterations"
           + (", coarse grid stopped past the peak)" if s.early_exit else ")"))
 

@@ -307,7 +307,7 @@ def _voc_xml(objects: list[tuple[str, int]]) -> str:
 
 
 def voc2007(root):
-    from clipprobe.registry import VOC_CLASSES
+    from clipprobe.data.registry import VOC_CLASSES
 
     voc = root / "VOCdevkit" / "VOC2007"
     rest = [(c, 0) for c in VOC_CLASSES if c not in ("chair", "dog", "car")]

@@ -9,17 +9,18 @@ import time
 from pathlib import Path
 
 import yaml
-
-from clipprobe import data_root, datasets
-from clipprobe.params import DataParams
 from conftest import REPO
+
+from clipprobe.data import root as data_root
+from clipprobe.data.prepare import prepare
+from clipprobe.params import DataParams
 
 # A fake torchvision-style dataset: opening it without download fails unless complete; a
 # download writes five parts slowly, then a completion marker, and logs itself.
 FAKE = """
 import sys, time
 from pathlib import Path
-from clipprobe import data_root
+from clipprobe.data import root as data_root
 
 root, log, delay = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 
@@ -66,7 +67,7 @@ def test_auto_is_the_users_cache_directory_and_the_default(monkeypatch, tmp_path
 
 def test_prepare_downloads_into_the_shared_root_by_default(monkeypatch, tmp_path, fashion_mnist):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    info = datasets.prepare(DataParams(name="fashion-mnist", limit_per_class=1), tmp_path / "prepared")
+    info = prepare(DataParams(name="fashion-mnist", limit_per_class=1), tmp_path / "prepared")
     shared = tmp_path / "xdg" / "clipprobe" / "data"
     assert info["root"] == str(shared)
     assert (shared / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()

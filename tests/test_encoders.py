@@ -2,21 +2,22 @@ import time
 
 import pytest
 import torch
-
-from clipprobe import devices, encoders
-from clipprobe.errors import ClipprobeError
 from conftest import TINY
+
+from clipprobe import devices
+from clipprobe.encode import encoders, openclip, towers
+from clipprobe.errors import ClipprobeError
 
 
 @pytest.mark.parametrize("name, arch", [("ViT-B/32", "ViT-B-32"), ("ViT-B-32", "ViT-B-32"), ("RN50", "RN50"),
                                         ("ViT-L/14@336px", "ViT-L-14-336"), ("ViT-B/16", "ViT-B-16")])
 def test_openai_and_open_clip_spellings(name, arch):
-    assert encoders.resolve_name(name) == arch
+    assert openclip.resolve_name(name) == arch
 
 
 def test_unknown_model_name():
     with pytest.raises(ClipprobeError, match="model.name=ViT-Q/99: unknown architecture"):
-        encoders.resolve_name("ViT-Q/99")
+        openclip.resolve_name("ViT-Q/99")
 
 
 def test_real_vit_b32_architecture_untrained():
@@ -37,7 +38,7 @@ def test_random_weights_are_seeded():
 
 def test_state_dict_checkpoint_path(tmp_path):
     import open_clip
-    encoders.resolve_name(TINY)
+    openclip.resolve_name(TINY)
     torch.manual_seed(123)
     ref = open_clip.create_model("tiny-clip")
     ckpt = tmp_path / "tiny.pt"
@@ -50,7 +51,7 @@ def test_state_dict_checkpoint_path(tmp_path):
 def test_checkpoint_of_another_architecture_names_both(tmp_path):
     import open_clip
     ckpt = tmp_path / "rn.pt"
-    encoders.resolve_name(TINY)
+    openclip.resolve_name(TINY)
     other = open_clip.create_model("tiny-clip", force_image_size=64)
     torch.save(other.state_dict(), ckpt)
     with pytest.raises(ClipprobeError) as e:
@@ -103,7 +104,7 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, nativ
 
 
 def test_place_casts_the_tower_weights():
-    enc = encoders.place(encoders.load_encoder(TINY, "random"), torch.device("cpu"), torch.bfloat16)
+    enc = towers.place(encoders.load_encoder(TINY, "random"), torch.device("cpu"), torch.bfloat16)
     assert {p.dtype for p in enc.visual.parameters()} == {torch.bfloat16}
     with torch.inference_mode():
         assert enc.visual(torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)).dtype == torch.bfloat16

@@ -10,12 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import FASHION_MNIST, REPO, TINY
 from PIL import Image
 from torchvision import transforms as T
 
-from clipprobe import datasets, devices, encoders, features, preprocess, store
+from clipprobe import devices
+from clipprobe.data import prepared as prepared_data
+from clipprobe.data.prepare import prepare
+from clipprobe.encode import encoders, extract, preprocess, store, towers
 from clipprobe.params import DataParams
-from conftest import FASHION_MNIST, REPO, TINY
 
 CPU = torch.device("cpu")
 
@@ -78,17 +81,17 @@ def test_unusual_preprocess_falls_back_to_pil():
 def test_iter_split_streams_exact_chunks(tmp_path):
     table = pa.table({"id": pa.array(range(23), pa.int64()), "label": pa.array([0] * 23, pa.int64())})
     pq.write_table(table, tmp_path / "train.parquet", row_group_size=7)
-    chunks = list(datasets.iter_split(tmp_path, "train", 5))
+    chunks = list(prepared_data.iter_split(tmp_path, "train", 5))
     assert [c.num_rows for c in chunks] == [5, 5, 5, 5, 3]
     assert pa.concat_tables(chunks).column("id").to_pylist() == list(range(23))
-    assert datasets.split_rows(tmp_path, "train") == 23
+    assert prepared_data.split_rows(tmp_path, "train") == 23
 
 
 def test_auto_loader_settings():
-    assert features.loader_settings("auto", "auto", CPU) == (100, 0)
-    batch, workers = features.loader_settings("auto", "auto", torch.device("cuda"))
+    assert extract.loader_settings("auto", "auto", CPU) == (100, 0)
+    batch, workers = extract.loader_settings("auto", "auto", torch.device("cuda"))
     assert batch == 512 and 1 <= workers <= 8
-    assert features.loader_settings(32, 3, torch.device("cuda")) == (32, 3)
+    assert extract.loader_settings(32, 3, torch.device("cuda")) == (32, 3)
 
 
 def _prepare(source, tmp_path):
@@ -98,13 +101,13 @@ def _prepare(source, tmp_path):
         from conftest import make_image_folder
         p = DataParams(name=str(make_image_folder(tmp_path / "folder", n_train=40)))
     out = tmp_path / "prepared"
-    datasets.prepare(p, out)
+    prepare(p, out)
     return out
 
 
 def _extract(enc, prepared, scratch, dtype, workers=0):
-    spec = features.spec(enc, TINY, "random", "projection", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
-    return features.extract_split(enc, prepared, "train", scratch, spec, "t", device=CPU, dtype=dtype,
+    spec = extract.spec(enc, TINY, "random", "projection", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
+    return extract.extract_split(enc, prepared, "train", scratch, spec, "t", device=CPU, dtype=dtype,
                                   workers=workers)
 
 
@@ -113,7 +116,7 @@ def test_extraction_is_byte_identical_across_runs_and_after_resume(source, tmp_p
     """fashion-mnist: images enlarged on the device; image folder (40px > 32px): shrunk in the loader."""
     prepared = _prepare(source, tmp_path)
     dtype = devices.pick_precision("auto", CPU)
-    enc = encoders.place(encoders.load_encoder(TINY, "random"), CPU, dtype)
+    enc = towers.place(encoders.load_encoder(TINY, "random"), CPU, dtype)
     a, b = tmp_path / "a", tmp_path / "b"
     manifest = _extract(enc, prepared, a, dtype)
     _extract(enc, prepared, b, dtype, workers=2)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from clipprobe import compare, devices, fewshot, params, torch_solver
+from clipprobe import devices, params
 from clipprobe.errors import ClipprobeError
+from clipprobe.probe import fewshot, torch_solver
+from clipprobe.report import compare
 
 
 def _labels(per_class=(30, 25, 40)):

@@ -5,7 +5,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import TINY, make_project, run
 
 ALL = ("prepare", "extract", "tune", "train", "evaluate", "fewshot", "text", "zeroshot", "compare")

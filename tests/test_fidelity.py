@@ -7,12 +7,14 @@ import numpy as np
 import packaging.version
 import pytest
 import torch
+from conftest import REPO, make_image_folder
 from PIL import Image
 
-from clipprobe import datasets, encoders, features, store
+from clipprobe.data import prepared as prepared_data
+from clipprobe.data.prepare import prepare
+from clipprobe.encode import checkpoint, encoders, extract, store
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DataParams
-from conftest import REPO, make_image_folder
 
 TINY_OPENAI = str(REPO / "tests" / "tiny-openai.json")
 
@@ -60,15 +62,15 @@ def images(tmp_path_factory):
 
 def _ours(weights, images, tmp_path, layer="projection"):
     prepared = tmp_path / "prepared"
-    info = datasets.prepare(DataParams(name=str(images)), prepared)
+    info = prepare(DataParams(name=str(images)), prepared)
     enc = encoders.load_encoder(TINY_OPENAI, str(weights), layer)
     cpu = torch.device("cpu")
-    spec = features.spec(enc, TINY_OPENAI, str(weights), layer, batch_size=5, shard_size=7, device=cpu,
+    spec = extract.spec(enc, TINY_OPENAI, str(weights), layer, batch_size=5, shard_size=7, device=cpu,
                          dtype=torch.float32)
-    manifest = features.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "x", device=cpu,
+    manifest = extract.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "x", device=cpu,
                                       dtype=torch.float32, workers=0)
     x, _, ids, _ = store.read_features(tmp_path / "scratch")
-    paths = datasets.read_split(prepared, "train").column("path").to_pylist()
+    paths = prepared_data.read_split(prepared, "train").column("path").to_pylist()
     return x, [images / p for p in paths], manifest, info
 
 
@@ -93,8 +95,8 @@ def test_features_match_openai_reference(checkpoints, images, tmp_path, name):
 
 
 def test_torchscript_archive_is_detected(checkpoints):
-    assert encoders.is_torchscript(checkpoints / "ViT-tiny.pt")
-    assert not encoders.is_torchscript(checkpoints / "state_dict.pt")
+    assert checkpoint.is_torchscript(checkpoints / "ViT-tiny.pt")
+    assert not checkpoint.is_torchscript(checkpoints / "state_dict.pt")
 
 
 def test_pre_projection_features_project_to_encode_image(checkpoints, images, tmp_path):
@@ -115,12 +117,12 @@ def test_checkpoint_that_does_not_fit_names_both(checkpoints):
 def test_text_class_embeddings_match_openai_reference(checkpoints):
     """The zero-shot classifier's class embeddings equal those OpenAI's code makes (clip.tokenize +
     encode_text, each prompt normalised, the class mean normalised), class by class."""
-    from clipprobe import prompts, text
+    from clipprobe.zeroshot import classifier, prompts
 
     ps = prompts.Prompts(classnames=(("cat",), ("dog", "puppy"), ("owl",)),
                          templates=("a photo of a {}.", "a blurry photo of the {}."), source="test")
     for name in ("ViT-tiny.pt", "state_dict.pt"):
-        ours = text.class_embeddings(encoders.load_text_encoder(TINY_OPENAI, str(checkpoints / name)), ps,
+        ours = classifier.class_embeddings(encoders.load_text_encoder(TINY_OPENAI, str(checkpoints / name)), ps,
                                      torch.device("cpu"))
         model, _ = clip.load(str(checkpoints / name), device="cpu", jit=False)
         with torch.no_grad():

@@ -9,7 +9,6 @@ import time
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import FASHION_MNIST, REPO, TINY, make_image_folder, make_project, run
 
 MODELS = (TINY, str(REPO / "tests" / "tiny-rn.json"))

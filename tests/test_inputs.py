@@ -6,12 +6,15 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, TINY
 from PIL import Image
 
-from clipprobe import datasets, inputs
+from clipprobe.data import inputs
+from clipprobe.data import prepared as prepared_data
+from clipprobe.data.prepare import prepare
+from clipprobe.errors import ClipprobeError
 from clipprobe.params import DataParams, ModelParams
-from conftest import REPO, TINY
-from test_dvc_contract import import_closure
+from tools import deps
 
 
 def _paths(listing: str) -> list[str]:
@@ -22,8 +25,8 @@ def test_listing_names_exactly_the_files_prepare_reads(image_folder, tmp_path):
     (image_folder / "train" / "cat" / "loop").symlink_to("..")
     (image_folder / "train" / "dog" / ".DS_Store").write_text("hidden")
     (image_folder / "README.txt").write_text("outside the splits")
-    datasets.prepare(DataParams(name=str(image_folder)), tmp_path / "p")
-    read = [p for s in ("train", "test") for p in datasets.read_split(tmp_path / "p", s).column("path").to_pylist()]
+    prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    read = [p for s in ("train", "test") for p in prepared_data.read_split(tmp_path / "p", s).column("path").to_pylist()]
     listing = inputs.data_listing(DataParams(name=str(image_folder)))
     assert _paths(listing) == read and len(read) == 27
     st = (image_folder / read[0]).stat()
@@ -75,7 +78,14 @@ def test_model_record_hashes_files_and_rehashes_only_a_changed_one(tmp_path, mon
 
 
 def test_inputs_stage_imports_neither_torch_nor_image_decoders():
-    modules = sorted(f"clipprobe.{p.split('/')[-1][:-3]}" for p in import_closure(REPO / "stages" / "inputs.py"))
+    modules = sorted(deps.closure(REPO / "stages" / "inputs.py"))
     code = f"import sys, {', '.join(modules)}; print(sorted({{'torch', 'PIL', 'numpy', 'pyarrow'}} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_unknown_dataset_name_stops_in_inputs_naming_the_param_and_the_choices(tmp_path):
+    with pytest.raises(ClipprobeError, match=r"data.name must be one of .*cifar10.* or an existing ImageFolder "
+                                             r"root with train/ and test/, got 'imagenet-21k'"):
+        inputs.data_listing(DataParams(name="imagenet-21k"))
+    assert inputs.data_listing(DataParams(name="cifar10")) == "path\tsize\tmtime_ns\n"   # named: no listing

@@ -1,7 +1,6 @@
 """JPEG decoding on the device, run on CPU with torchvision's CPU decoder standing in for nvjpeg:
 which files go to the device, the fallbacks, row order, and features equal to the PIL path's."""
 
-import io
 import json
 
 import numpy as np
@@ -9,13 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import TINY
 from PIL import Image
 from torchvision.io import decode_jpeg
 
-from clipprobe import encoders, features, jpeg, preprocess, store
-from clipprobe.datasets import SplitImages
+from clipprobe.data.prepared import SplitImages
+from clipprobe.encode import encoders, extract, jpeg, preprocess, store, towers
 from clipprobe.errors import ClipprobeError
-from conftest import TINY
 
 CPU = torch.device("cpu")
 # (name, size, mode, format): ImageNet-like and small JPEGs, grayscale and CMYK JPEGs, a PNG, a progressive JPEG
@@ -118,12 +117,12 @@ def test_device_decoding_is_for_file_based_splits_on_cuda_only(split):
 def test_vit_features_of_device_decoded_jpegs_match_the_pil_path(split, tmp_path):
     """extract_split end to end, ViT-B/32 (random, fp32): cosine >= 0.999 to the PIL path, row by row."""
     prepared, _, _ = split
-    enc = encoders.place(encoders.load_encoder("ViT-B/32", "random"), CPU, torch.float32)
-    spec = features.spec(enc, "ViT-B/32", "random", "projection", batch_size=4, shard_size=100, device=CPU,
+    enc = towers.place(encoders.load_encoder("ViT-B/32", "random"), CPU, torch.float32)
+    spec = extract.spec(enc, "ViT-B/32", "random", "projection", batch_size=4, shard_size=100, device=CPU,
                          dtype=torch.float32)
     out = {}
     for on in (True, False):
-        features.extract_split(enc, prepared, "train", tmp_path / str(on), spec, "t", device=CPU, dtype=torch.float32,
+        extract.extract_split(enc, prepared, "train", tmp_path / str(on), spec, "t", device=CPU, dtype=torch.float32,
                                workers=0, jpeg_on_device=on)
         out[on] = store.read_features(tmp_path / str(on))[0]
     cos = np.sum(out[True] * out[False], 1) / np.linalg.norm(out[True], axis=1) / np.linalg.norm(out[False], axis=1)

@@ -2,20 +2,21 @@
 
 import csv
 import io
-import tomllib
 from datetime import datetime, timedelta
 from importlib import import_module
 
 import numpy as np
 import pytest
+import tomllib
+from conftest import REPO
 from PIL import Image
 
-from clipprobe import fewshot as fewshot_mod
-from clipprobe import leaderboard, leaderboard_figure, report
+from clipprobe import metrics
 from clipprobe.errors import ClipprobeError
-from clipprobe.experiments import _metrics
-from clipprobe.leaderboard import PROBE, ZERO_SHOT, Experiment
-from conftest import REPO
+from clipprobe.probe import fewshot as fewshot_mod
+from clipprobe.report import figure, leaderboard
+from clipprobe.report.experiments import _metrics
+from clipprobe.report.leaderboard import PROBE, ZERO_SHOT, Experiment
 
 T0 = datetime(2025, 1, 1, 12, 0, 0)
 
@@ -107,9 +108,9 @@ def _fewshot_json(means: dict[int, list[float]], metric="top1"):
 
 
 def _zeroshot_json(model="RN50"):
-    """A zeroshot.json as the zeroshot stage writes it: report.metrics (here top-1 3 of 4) and its fields."""
+    """A zeroshot.json as the zeroshot stage writes it: metrics.metrics (here top-1 3 of 4) and its fields."""
     y, scores = np.array([0, 1, 1, 0]), np.eye(2)[[0, 1, 0, 0]]
-    return {**report.metrics(y, scores, np.arange(2)), "dataset": "cifar10", "model": model, "weights": "random"}
+    return {**metrics.metrics(y, scores, np.arange(2)), "dataset": "cifar10", "model": model, "weights": "random"}
 
 
 ACC = {"top1": 80.0, "dataset": "cifar10", "model": "RN50", "weights": "random"}
@@ -166,14 +167,14 @@ def test_figure_of_10_models_by_25_datasets_gives_each_cell_its_size(tmp_path):
     exps = [exp(f"e{i}-{j}", f"model-{i}", f"dataset-{j:02d}", 50.0 + i + j / 10, minute=i * 25 + j)
             for i in range(10) for j in range(25)]
     board = leaderboard.build(exps)
-    leaderboard_figure.draw(board, tmp_path / "board.png")
+    figure.draw(board, tmp_path / "board.png")
     width, height = Image.open(tmp_path / "board.png").size
-    dpi = leaderboard_figure.DPI
-    assert width > 26 * leaderboard_figure.CELL_W * dpi and height > 10 * leaderboard_figure.CELL_H * dpi
+    dpi = figure.DPI
+    assert width > 26 * figure.CELL_W * dpi and height > 10 * figure.CELL_H * dpi
     assert not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_the_clipprobe_console_script_is_the_cli_main():
     target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["clipprobe"]
     module, _, attr = target.partition(":")
-    assert getattr(import_module(module), attr) is import_module("clipprobe.cli").main
+    assert getattr(import_module(module), attr) is import_module("clipprobe.report.cli").main

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import yaml
+from conftest import REPO
 
 from clipprobe import params
 from clipprobe.errors import ClipprobeError
-from conftest import REPO
 
 
 def test_repo_params_are_valid_and_default_to_cifar10_openai():
@@ -41,7 +41,6 @@ def test_defaults_when_sections_missing():
     ({"train": {"solver": "liblinear"}}, "train.solver"),
     ({"train": {"device": "gpu"}}, "train.device"),
     ({"data": {"limit_per_class": 0}}, "data.limit_per_class"),
-    ({"data": {"name": "imagenet-21k"}}, "data.name"),
     ({"data": {"nmae": "cifar10"}}, "data.nmae"),
     ({"optimizer": "adam"}, "optimizer"),
 ])

@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 import yaml
-
 from conftest import TINY, assert_same_features, make_project, run
 
 

@@ -11,10 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 import torch
-
-from clipprobe import datasets, encoders, features, params, ray_engine, store
-from clipprobe.errors import ClipprobeError
 from conftest import TINY, assert_same_features, make_image_folder
+
+from clipprobe import params
+from clipprobe.data import prepared as prepared_data
+from clipprobe.data.prepare import prepare
+from clipprobe.encode import encoders, extract, ray_engine, store
+from clipprobe.errors import ClipprobeError
 
 CPU, FP32 = torch.device("cpu"), torch.float32
 
@@ -38,12 +41,12 @@ def _params(**extract):
 
 
 def _spec(encoder, p):
-    return features.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
+    return extract.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
                          shard_size=p.extract.shard_size, device=CPU, dtype=FP32)
 
 
 def _local(encoder, prepared, split, scratch, p):
-    return features.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", device=CPU,
+    return extract.extract_split(encoder, prepared, split, scratch, _spec(encoder, p), "fp", device=CPU,
                                   dtype=FP32, workers=0)
 
 
@@ -58,7 +61,7 @@ def fashion(tmp_path_factory, local_ray, encoder):
     extracted by both engines."""
     tmp = tmp_path_factory.mktemp("fashion")
     prepared = tmp / "prepared"
-    datasets.prepare(params.DataParams(name="fashion-mnist", root=str(tmp / "raw"), limit_per_class=12),
+    prepare(params.DataParams(name="fashion-mnist", root=str(tmp / "raw"), limit_per_class=12),
                      prepared)
     p = _params()
     _local(encoder, prepared, "train", tmp / "local", p)
@@ -72,7 +75,7 @@ def test_ray_engine_writes_the_local_engines_features_from_image_bytes(fashion):
         "manifest.json", *(store.shard_name(i) for i in range(3))]
     assert_same_features(tmp / "local", tmp / "ray")
     ids = store.read_features(tmp / "ray")[2]
-    assert (ids == datasets.read_split(prepared, "train").column("id").to_numpy()).all()  # prepared order
+    assert (ids == prepared_data.read_split(prepared, "train").column("id").to_numpy()).all()  # prepared order
 
 
 def test_ray_engine_computes_only_the_missing_shards(fashion, encoder, capsys):
@@ -95,7 +98,7 @@ def test_ray_engine_computes_only_the_missing_shards(fashion, encoder, capsys):
 def test_ray_engine_reads_image_files_and_names_a_bad_one(tmp_path, local_ray, encoder):
     root = make_image_folder(tmp_path / "folder", n_train=8)
     prepared = tmp_path / "prepared"
-    datasets.prepare(params.DataParams(name=str(root)), prepared)
+    prepare(params.DataParams(name=str(root)), prepared)
     p = _params(batch_size=5, shard_size=10)
     _local(encoder, prepared, "train", tmp_path / "local", p)
     _ray(encoder, prepared, "train", tmp_path / "ray", p)

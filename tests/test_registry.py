@@ -6,15 +6,18 @@ import importlib
 import re
 import socket
 
+import fake_datasets
 import numpy as np
 import pytest
+from conftest import REPO
 
-import fake_datasets
-from clipprobe import datasets, registry
+from clipprobe.data import downloads, registry
+from clipprobe.data import prepared as prepared_data
+from clipprobe.data.prepare import _limit, prepare
 from clipprobe.errors import ClipprobeError
 from clipprobe.labels import from_arrow
 from clipprobe.params import DataParams
-from conftest import REPO
+from tools import readme_tables
 
 
 @pytest.fixture
@@ -23,7 +26,7 @@ def no_network(monkeypatch):
         raise OSError("network blocked by the test")
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(datasets, "FASHION_MNIST_DIRS", ())   # nothing on disk means not Debian's either
+    monkeypatch.setattr(downloads, "FASHION_MNIST_DIRS", ())   # nothing on disk means not Debian's either
 
 
 def test_every_registry_entry_has_a_fake_layout_test():
@@ -38,21 +41,21 @@ def test_prepare_reads_the_fake_layout_offline_into_the_papers_splits(name, tmp_
         module = importlib.import_module(f"torchvision.datasets.{fake_datasets.CHECKED[name]}")
         monkeypatch.setattr(module, "check_integrity", lambda *args, **kwargs: True)
     entry = registry.get(name)
-    info = datasets.prepare(DataParams(name=name, root=str(root)), out)
+    info = prepare(DataParams(name=name, root=str(root)), out)
     assert info["splits"] == expected["splits"]
     assert list(info["splits"]) == list(entry.paper_splits)
     assert info["classes"] == expected["classes"]
     assert (info["metric"], info["multi_label"], info["split"]) == (entry.metric, entry.multi_label, entry.split_text())
     ids = {}
     for split in info["splits"]:
-        table = datasets.read_split(out, split)
+        table = prepared_data.read_split(out, split)
         if split in expected["labels"]:
             assert from_arrow(table.column("label")).tolist() == expected["labels"][split], split
         ids[split] = table.column("id").to_numpy()
         assert np.all(np.diff(ids[split]) > 0), f"{split}: ids not in source order"
         if split in expected["ids"]:
             assert ids[split].tolist() == expected["ids"][split]
-        image = datasets.SplitImages(table, info["root"], transform=lambda im: im).open(0)
+        image = prepared_data.SplitImages(table, info["root"], transform=lambda im: im).open(0)
         assert image.mode == "RGB"
     if entry.per_class:   # train and test drawn from one pool: never the same image
         assert not set(ids["train"]) & set(ids["test"])
@@ -62,7 +65,7 @@ def test_prepare_reads_the_fake_layout_offline_into_the_papers_splits(name, tmp_
 def test_offline_with_nothing_on_disk_stops_with_one_line_saying_what_to_do(name, tmp_path, no_network):
     root = tmp_path / "raw"
     with pytest.raises(ClipprobeError) as e:
-        datasets.prepare(DataParams(name=name, root=str(root)), tmp_path / "prepared")
+        prepare(DataParams(name=name, root=str(root)), tmp_path / "prepared")
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"data.name={name}: ") and str(root) in msg
     if registry.get(name).download is None:
@@ -75,21 +78,21 @@ def test_offline_with_nothing_on_disk_stops_with_one_line_saying_what_to_do(name
 def test_carves_are_seeded_and_repeatable(tmp_path):
     root = tmp_path / "raw"
     fake_datasets.sun397(root)
-    a = datasets.prepare(DataParams(name="sun397", root=str(root)), tmp_path / "a")
-    b = datasets.prepare(DataParams(name="sun397", root=str(root)), tmp_path / "b")
+    a = prepare(DataParams(name="sun397", root=str(root)), tmp_path / "a")
+    b = prepare(DataParams(name="sun397", root=str(root)), tmp_path / "b")
     assert a == {**b}
     for split in a["splits"]:
-        assert datasets.read_split(tmp_path / "a", split).equals(datasets.read_split(tmp_path / "b", split))
+        assert prepared_data.read_split(tmp_path / "a", split).equals(prepared_data.read_split(tmp_path / "b", split))
 
 
 def test_multi_label_limit_keeps_an_image_while_one_of_its_present_classes_is_short():
     labels = np.array([[1, 1, 0], [1, 0, 0], [0, 1, -1], [0, 0, 1]], np.int8)   # -1: difficult only
-    assert datasets._limit(labels, 1).tolist() == [0, 3]
+    assert _limit(labels, 1).tolist() == [0, 3]
 
 
 def test_readme_dataset_table_is_the_registrys():
     readme = (REPO / "README.md").read_text()
-    assert registry.markdown_table() in readme
+    assert readme_tables.dataset_table() in readme
     listed = re.findall(r"^\| `([^`]+)` \| (?:torchvision|clipprobe) ", readme, flags=re.M)
     assert listed == list(registry.names())
 
@@ -101,7 +104,6 @@ def test_voc2007_runs_through_every_stage_to_an_11_point_map(tmp_path, monkeypat
     import runpy
 
     import yaml
-
     from conftest import TINY
     fake_datasets.voc2007(tmp_path / "raw")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

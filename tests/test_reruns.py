@@ -12,11 +12,11 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, TINY, make_image_folder, make_project, run
 from PIL import Image
 
 from clipprobe import stage
-from conftest import REPO, TINY, make_image_folder, make_project, run
-from test_dvc_contract import import_closure
+from tools import deps
 
 ALL = set(stage.STAGES) - {"compare"}   # see _ran
 
@@ -25,8 +25,8 @@ def _save_weights(path, seed):
     """A state dict of the tiny model, different for each seed."""
     import open_clip
 
-    from clipprobe import encoders
-    encoders.resolve_name(TINY)
+    from clipprobe.encode import openclip
+    openclip.resolve_name(TINY)
     torch.manual_seed(seed)
     torch.save(open_clip.create_model("tiny-clip").state_dict(), path)
 
@@ -61,18 +61,54 @@ def _manifest(dest, split="train"):
     return json.loads((dest / "features" / split / "manifest.json").read_text())
 
 
-@pytest.mark.parametrize("module", ["store", "probe", "report", "encoders", "datasets"])
+# What a release's edit to a module costs a user, by the stages `dvc status` then names (the
+# README's "What an upgrade reruns"): the registry and the loaders are prepare's alone, the probe
+# is never extraction's or the text tower's.
+EDITS = {
+    "data/registry": {"prepare"},
+    "data/imagefolder": {"prepare"},
+    "data/registered": {"prepare"},
+    "data/prepared": {"prepare", "extract", "text"},
+    "encode/openclip": {"extract", "text"},
+    "encode/store": {"extract", "tune", "train", "evaluate", "fewshot", "zeroshot"},
+    "probe/linear": {"tune", "train", "fewshot"},
+    "probe/torch_solver": {"tune", "train", "fewshot"},
+    "metrics": {"prepare", "tune", "evaluate", "fewshot", "zeroshot"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(EDITS))
 def test_editing_a_module_reruns_exactly_the_stages_whose_import_closure_holds_it(project, module):
     dest, env, *_ = project
     path = f"src/clipprobe/{module}.py"
-    expected = {s for s in set(stage.STAGES) - {"inputs"} if path in import_closure(REPO / "stages" / f"{s}.py")}
-    assert expected   # every one of these modules is some stage's
+    expected = {s for s in set(stage.STAGES) - {"inputs"}
+                if path in deps.closure_files(REPO / "stages" / f"{s}.py")}
+    assert expected == EDITS[module]
     original = (dest / path).read_bytes()
     try:
         (dest / path).write_bytes(original + b"\n# edited\n")
         assert _status(dest, env) == expected
     finally:
         (dest / path).write_bytes(original)
+
+
+NEW_ENTRY = b"""
+_ENTRIES += (Dataset("tiny-new", "MNIST", {"train": {"train": True}, "test": {"train": False}}, "a release's new entry"),)
+REGISTRY = _frozen({d.name: d for d in _ENTRIES})
+"""
+
+
+def test_a_release_adding_a_dataset_reruns_only_inputs_and_prepare(project):
+    dest, env, *_ = project
+    path = dest / "src" / "clipprobe" / "data" / "registry.py"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + NEW_ENTRY)
+        assert _ran(run(["dvc", "repro"], dest, env)) == {"inputs", "prepare"}   # prepare's output is the same
+    finally:
+        path.write_bytes(original)
+    run(["dvc", "repro"], dest, env)   # the original registry: prepare comes back from DVC's run cache
+    assert _status(dest, env) == set()
 
 
 def test_untouched_inputs_rerun_nothing(project):
@@ -155,7 +191,7 @@ def test_evaluate_scores_the_classes_with_test_images_and_names_the_others(proje
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clipprobe import store
+    from clipprobe.encode import store
     dest, env, *_ = project
     saved = {p: p.read_bytes() for p in (dest / "metrics").iterdir()}
     test = dest / "features" / "test"

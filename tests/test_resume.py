@@ -9,10 +9,11 @@ import time
 
 import pytest
 import torch
-
-from clipprobe import datasets, encoders, features, store
-from clipprobe.params import DataParams
 from conftest import TINY, make_project, run
+
+from clipprobe.data.prepare import prepare
+from clipprobe.encode import encoders, extract, store
+from clipprobe.params import DataParams
 
 SETTINGS = {"model": {"name": "ViT-B/32", "weights": "random"},
             "data": {"limit_per_class": 5}, "extract": {"batch_size": 5, "shard_size": 5}}
@@ -55,25 +56,25 @@ def test_sigkilled_extract_resumes_byte_identical_and_runs_are_deterministic(tmp
 
 def test_fingerprint_covers_the_data_and_every_field_of_the_spec_the_stage_builds(tmp_path, image_folder):
     prepared = tmp_path / "p"
-    datasets.prepare(DataParams(name=str(image_folder)), prepared)
+    prepare(DataParams(name=str(image_folder)), prepared)
     enc = encoders.load_encoder(TINY, "random")
     args = dict(model=TINY, weights="random", layer="projection", batch_size=8, shard_size=10,
                 device=torch.device("cpu"), dtype=torch.float32)
-    base = features.spec(enc, **args)
+    base = extract.spec(enc, **args)
 
     def fp(spec):
-        return features.split_fingerprint(spec, prepared, "train")
+        return extract.split_fingerprint(spec, prepared, "train")
 
-    assert fp(base) == fp(features.spec(enc, **args))
+    assert fp(base) == fp(extract.spec(enc, **args))
     for f in dataclasses.fields(base):   # every field the spec has moves the fingerprint
         value = getattr(base, f.name)
         assert fp(dataclasses.replace(base, **{f.name: value + 1 if isinstance(value, int) else f"{value}~"})) \
             != fp(base), f.name
     for change in (dict(model="other"), dict(weights="w2"), dict(layer="pre_projection"), dict(batch_size=16),
                    dict(shard_size=20), dict(dtype=torch.bfloat16)):   # every argument reaches the spec
-        assert fp(features.spec(enc, **{**args, **change})) != fp(base), change
+        assert fp(extract.spec(enc, **{**args, **change})) != fp(base), change
     before = fp(base)
-    datasets.prepare(DataParams(name=str(image_folder), limit_per_class=2), prepared)  # other data
+    prepare(DataParams(name=str(image_folder), limit_per_class=2), prepared)  # other data
     assert fp(base) != before
 
 
@@ -82,7 +83,7 @@ def test_resume_state_of_another_configuration_is_dropped(tmp_path):
     for name in ("old", "current"):
         (root / name / store.shard_name(0)).parent.mkdir(parents=True)
         (root / name / store.shard_name(0)).write_bytes(b"x")
-    features.forget_other_runs({"current"}, root)
+    extract.forget_other_runs({"current"}, root)
     assert [p.name for p in root.iterdir()] == ["current"]
 
 
@@ -94,7 +95,7 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
     from clipprobe.errors import ClipprobeError
 
     prepared = tmp_path / "p"
-    datasets.prepare(DataParams(name=str(image_folder)), prepared)
+    prepare(DataParams(name=str(image_folder)), prepared)
     enc = encoders.load_encoder(TINY, "random")
     real = pq.write_table
     calls = []
@@ -109,12 +110,12 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
     monkeypatch.setattr(pq, "write_table", full_disk)
     scratch = tmp_path / "scratch"
     cpu = torch.device("cpu")
-    spec = features.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu,
+    spec = extract.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu,
                          dtype=torch.float32)
     kw = dict(device=cpu, dtype=torch.float32, workers=0)
     with pytest.raises(ClipprobeError, match=r"part-00001.parquet: cannot write \(No space left on device\)"):
-        features.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)
+        extract.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)
     assert sorted(p.name for p in (scratch / store.SHARDS).iterdir()) == ["part-00000.parquet"]
     monkeypatch.setattr(pq, "write_table", real)
-    manifest = features.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)   # space freed: resume
+    manifest = extract.extract_split(enc, prepared, "train", scratch, spec, "x", **kw)   # space freed: resume
     assert manifest["rows"] == 18 and len(manifest["shards"]) == 3

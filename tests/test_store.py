@@ -3,7 +3,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clipprobe import store
+from clipprobe.encode import store
 from clipprobe.errors import ClipprobeError
 
 
@@ -38,8 +38,9 @@ def test_row_count_mismatch_is_caught(tmp_path):
 
 
 def test_unwritable_directory_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")   # a folder that cannot be made, whoever runs the test
     with pytest.raises(ClipprobeError, match="cannot write"):
-        store.write_shard(tmp_path / "missing" / "dir", 0, [0], [0], np.zeros((1, 2), np.float32))
+        store.write_shard(tmp_path / "file" / "dir", 0, [0], [0], np.zeros((1, 2), np.float32))
 
 
 def test_multi_label_rows_round_trip_through_a_shard_as_pyarrow_hands_them_over(tmp_path):

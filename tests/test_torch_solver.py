@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
-
-from clipprobe import params, probe, splits, torch_solver
-from clipprobe.errors import ClipprobeError
-from clipprobe.torch_solver import Plan
 from test_probe import _blobs
+
+from clipprobe import params
+from clipprobe.errors import ClipprobeError
+from clipprobe.probe import search, torch_solver, validation
+from clipprobe.probe.torch_solver import Plan
 
 CPU = torch.device("cpu")
 
@@ -67,12 +68,12 @@ def test_chunked_fit_reaches_the_unchunked_and_scikit_learn_minimiser():
 
 
 def test_chunked_search_scores_every_C_as_the_unchunked_search():
-    """float32 features, the search's path (one Problem, warm starts) through probe.search_C."""
+    """float32 features, the search's path (one Problem, warm starts) through search.search_C."""
     x, y = _blobs(60, 7)
-    tr, val = splits.validation_split(y, 0.3, 0)
+    tr, val = validation.validation_split(y, 0.3, 0)
     kw = dict(max_iter=5000, solver="torch", device="cpu")
-    whole = probe.search_C(x[tr], y[tr], x[val], y[val], **kw)
-    chunked = probe.search_C(x[tr], y[tr], x[val], y[val], memory=_budget_for(x[tr], y[tr], 23), **kw)
+    whole = search.search_C(x[tr], y[tr], x[val], y[val], **kw)
+    chunked = search.search_C(x[tr], y[tr], x[val], y[val], memory=_budget_for(x[tr], y[tr], 23), **kw)
     assert chunked.C == whole.C and chunked.curve == whole.curve
 
 

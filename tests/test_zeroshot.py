@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pytest
 import yaml
-
-from clipprobe import prompts, registry, zeroshot
-from clipprobe.errors import ClipprobeError
 from conftest import REPO
+
+from clipprobe import identity
+from clipprobe.data import registry
+from clipprobe.errors import ClipprobeError
+from clipprobe.zeroshot import prompts
+from clipprobe.zeroshot import score as zeroshot_score
 
 PACKAGE_PROMPTS = REPO / "src" / "clipprobe" / "prompts.json"
 
@@ -79,7 +82,7 @@ def test_features_near_known_class_embeddings_are_classified_as_their_class():
     class_emb = _unit(rng.normal(size=(7, 24))).astype(np.float32)
     y = rng.integers(0, 7, 200)
     x = 3 * class_emb[y] + 0.05 * rng.normal(size=(200, 24))
-    assert np.array_equal(zeroshot.scores(x, class_emb).argmax(1), y)
+    assert np.array_equal(zeroshot_score.scores(x, class_emb).argmax(1), y)
 
 
 def test_pre_projection_features_are_projected_before_classifying():
@@ -88,16 +91,16 @@ def test_pre_projection_features_are_projected_before_classifying():
     proj = rng.normal(size=(40, 16))
     y = np.arange(5).repeat(10)
     pre = class_emb[y] @ np.linalg.pinv(proj)          # pre @ proj == the class embeddings
-    assert np.array_equal(zeroshot.scores(pre, class_emb, proj).argmax(1), y)
+    assert np.array_equal(zeroshot_score.scores(pre, class_emb, proj).argmax(1), y)
     with pytest.raises(ClipprobeError, match="40 dimensions"):
-        zeroshot.scores(pre, class_emb)
+        zeroshot_score.scores(pre, class_emb)
 
 
 def test_features_of_another_model_are_refused():
     info = {"arch": "ViT-B-32", "weights_id": "a", "classes": ["x", "y"]}
-    zeroshot.check_features(info, dict(info), "features/test")
+    identity.check(info, dict(info), ("arch", "weights_id", "classes"), "features/test", "the class embeddings were made for")
     with pytest.raises(ClipprobeError, match="weights_id"):
-        zeroshot.check_features(info, {**info, "weights_id": "b"}, "features/test")
+        identity.check(info, {**info, "weights_id": "b"}, ("arch", "weights_id", "classes"), "features/test", "the class embeddings were made for")
 
 
 def test_package_prompts_fit_the_registrys_fixed_class_lists():

@@ -1,6 +1,3 @@
-"""clipprobe: linear-probe evaluation of frozen CLIP image encoders."""
+"""clipprobe: linear-probe evaluation of frozen image encoders, as a DVC pipeline."""
 
-from clipprobe.errors import ClipprobeError
-
-__all__ = ["ClipprobeError"]
 __version__ = "0.1.0"

@@ -2,6 +2,6 @@
 
 import sys
 
-from clipprobe.cli import main
+from clipprobe.report.cli import main
 
 sys.exit(main())

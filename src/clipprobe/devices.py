@@ -1,4 +1,4 @@
-"""Where and in what precision torch work runs: shared by extraction and the torch solver."""
+"""Where and in what precision torch work runs (extraction and the torch solver)."""
 
 from __future__ import annotations
 

@@ -1,3 +1,6 @@
+"""The one error a user sees: one line naming the culprit and the fix."""
+
+
 class ClipprobeError(Exception):
     """A user-facing error: one line naming the culprit and the fix.
 

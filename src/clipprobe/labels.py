@@ -1,4 +1,6 @@
-"""Labels as the prepared splits and the feature store hold them: a class index per image (int64),
+"""Labels as the prepared splits and the feature store hold them.
+
+A class index per image (int64),
 or for multi-label datasets (VOC2007) a row per image of one int8 per class: 1 present, 0 absent,
 -1 present but only as "difficult" objects, which VOC's evaluation ignores."""
 

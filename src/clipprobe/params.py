@@ -1,7 +1,9 @@
 """The one place that reads and validates params.yaml.
 
 Every stage gets a frozen `Params`; a wrong key, type or range stops the stage with
-one line naming the param, the value and what is allowed.
+one line naming the param, the value and what is allowed.  What a value names (a dataset of the
+registry, a model) is checked where it is read, by the `inputs` stage, which runs first: importing
+the registry here would put it into every stage's closure.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import yaml
 
-from clipprobe import registry
 from clipprobe.errors import ClipprobeError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -31,7 +32,7 @@ C_MIN, C_MAX = 1e-12, 1e12
 @dataclass(frozen=True)
 class DataParams:
     name: str = "cifar10"
-    root: str = "auto"          # see clipprobe.data_root
+    root: str = "auto"          # see clipprobe.data.root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
 
@@ -109,14 +110,11 @@ def _int(key, v, minimum):
 
 
 def _check_data(p: DataParams) -> None:
-    known = ", ".join(registry.names())
-    if not isinstance(p.name, str) or not p.name:
-        _fail("data.name", p.name, f"one of {known} or an ImageFolder path")
-    if registry.get(p.name) is None and not Path(p.name).is_dir():
-        _fail("data.name", p.name, f"one of {known} or an existing ImageFolder root with train/ and test/")
+    if not isinstance(p.name, str) or not p.name:   # which names exist: clipprobe.data.inputs
+        _fail("data.name", p.name, "a dataset name (see the README's Datasets) or an ImageFolder path")
     if not isinstance(p.root, str) or not p.root:
         _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
-    # auto: clipprobe.data_root's cache directory (not imported here: every stage imports params)
+    # auto: clipprobe.data.root's cache directory (not imported here: every stage imports params)
     for d in () if p.root == "auto" else (Path(p.root), *Path(p.root).parents):  # what exists: a folder
         if d.exists():
             if not d.is_dir():
@@ -267,7 +265,7 @@ def parse(raw: dict) -> Params:
     """Validate a params mapping (as read from params.yaml) into `Params`."""
     if not isinstance(raw, dict):
         raise ClipprobeError("params.yaml: expected a mapping at the top level")
-    known = ("data", "model", "extract", "C", "tune", "train", "fewshot", "zeroshot")
+    known = [f.name for f in fields(Params)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; known keys: {', '.join(known)}")

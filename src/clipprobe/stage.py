@@ -1,5 +1,4 @@
-"""What every stage script shares: where outputs live, what each stage reads and writes, and
-one-line errors.
+"""What every stage script shares: output paths, what each stage reads and writes, one-line errors.
 
 `STAGES` is the one declaration of each stage's paths: the stage scripts use these constants,
 and a test holds dvc.yaml's deps and outs to it (and each stage's code deps to its imports).

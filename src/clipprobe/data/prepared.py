@@ -1,0 +1,102 @@
+"""The prepared format, read side: what every stage after `prepare` reads of `data/prepared/`.
+
+One Parquet table per split (`train`, `test`, and `val` where the dataset has an official one) with
+columns `id` (index in the source split), `label` (see labels.py), and either `image` (PNG bytes, for
+array-backed datasets) or `path` (relative to `info.json`'s `root`, with the file's `sha256`), plus
+`info.json`: the dataset's identity (name, classes, headline metric, split mapping, whether it is a
+registry dataset).  Extraction and the text stage import this module, never the dataset loaders, so
+fixing a loader reruns `prepare` and nothing after it while its output is the same.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from clipprobe.errors import ClipprobeError
+from clipprobe.labels import from_arrow, positives
+
+
+def read_info(prepared: Path) -> dict:
+    path = Path(prepared) / "info.json"
+    if not path.is_file():
+        raise ClipprobeError(f"{path} is missing; run `dvc repro prepare` first")
+    return json.loads(path.read_text())
+
+
+def read_split(prepared: Path, split: str) -> pa.Table:
+    return pq.read_table(Path(prepared) / f"{split}.parquet")
+
+
+def classes_without_images(prepared: Path, split: str, classes: list[str]) -> list[str]:
+    labels = from_arrow(pq.read_table(Path(prepared) / f"{split}.parquet", columns=["label"]).column("label"))
+    return [c for c, n in zip(classes, positives(labels, len(classes))) if n == 0]
+
+
+def split_rows(prepared: Path, split: str) -> int:
+    return pq.ParquetFile(Path(prepared) / f"{split}.parquet").metadata.num_rows
+
+
+def iter_split(prepared: Path, split: str, rows: int):
+    """The split's rows as consecutive tables of `rows` rows (the last may be shorter), read
+    as a stream so that memory follows `rows`, not the size of the split."""
+    f = pq.ParquetFile(Path(prepared) / f"{split}.parquet")
+    pending, n = [], 0
+    for batch in f.iter_batches(batch_size=rows):
+        pending.append(batch)
+        n += batch.num_rows
+        while n >= rows:
+            table = pa.Table.from_batches(pending, f.schema_arrow)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, n = rest.to_batches(), rest.num_rows
+    if n:
+        yield pa.Table.from_batches(pending, f.schema_arrow)
+
+
+# Pillow opens 16-bit grayscale as I;16 (some versions and formats: I, 32-bit integers holding 0..65535).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB, as a viewer shows it: 16-bit grayscale scaled by 255/65535
+    (`convert("RGB")` clips every value above 255, which turns most such images white);
+    grayscale and palette images become RGB."""
+    if im.mode in SIXTEEN_BIT_MODES:
+        scaled = np.rint(np.asarray(im, dtype=np.float64) / 257)  # 65535 / 255 = 257
+        im = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
+class SplitImages:
+    """A map-style dataset over a prepared split: (transformed image, row index)."""
+
+    def __init__(self, table: pa.Table, root: str | Path, transform):
+        self.root = Path(root)
+        self.transform = transform
+        self.column = "image" if "image" in table.column_names else "path"
+        self.items = table.column(self.column).to_pylist()
+        self.ids = table.column("id").to_pylist() if "id" in table.column_names else range(len(self.items))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def open(self, i: int) -> Image.Image:
+        item = self.items[i]
+        src = io.BytesIO(item) if self.column == "image" else self.root / item
+        try:
+            with Image.open(src) as im:
+                return to_rgb(im)
+        except Exception as e:
+            where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
+            raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
+                                 "data.skip_corrupt: true") from None
+
+    def __getitem__(self, i: int):
+        return self.transform(self.open(i)), i

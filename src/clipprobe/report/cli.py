@@ -1,0 +1,82 @@
+"""The `clipprobe` command: `clipprobe report`, the leaderboard of a project's experiments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clipprobe import atomic
+from clipprobe.errors import ClipprobeError
+
+NONE = "none"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipprobe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    rep = sub.add_parser(
+        "report", help="the models x datasets leaderboard of finished DVC experiments",
+        description="The models x datasets leaderboard of finished DVC experiments: one row per (model, "
+                    "weights, layer), one column per dataset with its headline metric, a mean column, "
+                    "the best of each column marked; zero-shot and few-shot tables where those metrics "
+                    "exist. Printed as Markdown and written as Markdown, CSV (one line per cell) and a "
+                    "PNG heatmap. With no finished experiment it prints one line and exits with status 1.")
+    rep.add_argument("--repo", metavar="DIR", help="the DVC project (default: the one around the current "
+                     "directory)")
+    which = rep.add_mutually_exclusive_group()
+    which.add_argument("--exp", action="append", metavar="NAME",
+                       help="only these experiments, by name or commit (repeat, or separate with commas); "
+                            "default: every finished experiment of every commit")
+    which.add_argument("--baseline", metavar="REV",
+                       help="only the experiments of this baseline commit (HEAD, a branch, a tag or a SHA)")
+    rep.add_argument("--duplicates", choices=("latest", "error"), default="latest",
+                     help="two experiments for the same model and dataset: the latest wins (default; the "
+                          "report lists what it replaced), or stop with an error")
+    rep.add_argument("--md", default="reports/leaderboard.md", metavar="PATH",
+                     help=f"Markdown file (default: %(default)s; {NONE}: do not write)")
+    rep.add_argument("--csv", default="reports/leaderboard.csv", metavar="PATH",
+                     help=f"CSV file, one line per cell (default: %(default)s; {NONE}: do not write)")
+    rep.add_argument("--png", default="reports/leaderboard.png", metavar="PATH",
+                     help=f"heatmap of the linear-probe table (default: %(default)s; {NONE}: do not write)")
+    return parser
+
+
+def report(args: argparse.Namespace) -> int:
+    from clipprobe.report import experiments, leaderboard
+
+    names = [n.strip() for arg in args.exp or [] for n in arg.split(",") if n.strip()]
+    found, unfinished = experiments.collect(args.repo, names=names or None, baseline=args.baseline)
+    board = leaderboard.build(found, duplicates=args.duplicates)
+    if not board.rows:
+        scope = f"of baseline {args.baseline}" if args.baseline else "in this project"
+        why = "; ".join(f"{n}: {w}" for n, w in board.skipped) if board.skipped else None
+        more = f" ({unfinished} queued, running or failed: see dvc queue status)" if unfinished else ""
+        print(f"no finished experiments with metrics {scope}" + (f" ({why})" if why else more)
+              + "; run some with dvc exp run --queue ... and dvc queue start", file=sys.stderr)
+        return 1
+    text = leaderboard.markdown(board)
+    print(text, end="")
+    written = []
+    if args.md != NONE:
+        atomic.write_text(Path(args.md), text)
+        written.append(args.md)
+    if args.csv != NONE:
+        atomic.write_text(Path(args.csv), leaderboard.csv_text(board))
+        written.append(args.csv)
+    if args.png != NONE:
+        from clipprobe.report import figure
+        figure.draw(board, args.png)
+        written.append(args.png)
+    if written:
+        print(f"\nwrote {', '.join(written)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return report(args)
+    except ClipprobeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
