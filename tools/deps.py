@@ -90,12 +90,13 @@ def generate(text: str, repo: Path = REPO) -> str:
         indent = len(line) - len(line.lstrip())
         if indent == 2 and line.rstrip().endswith(":") and not line.lstrip().startswith("#"):
             stage = line.strip()[:-1]
-        out.append(line)
         i += 1
-        if indent == 4 and line.strip() == "deps:":
+        if indent == 4 and line.strip() in ("deps:", "deps: []"):   # a new stage's list may start empty
             while i < len(lines) and lines[i].startswith("      - "):
                 i += 1
-            out += [f"      - {d}\n" for d in stage_deps(stage, repo)]
+            out += ["    deps:\n", *(f"      - {d}\n" for d in stage_deps(stage, repo))]
+        else:
+            out.append(line)
     return "".join(out)
 
 
