@@ -55,15 +55,33 @@ def run(cmd, cwd, env):
     return r.stdout + r.stderr
 
 
-def make_project(dest: Path, **overrides):
-    """A git+DVC copy of this repo's files (tests excluded) with params overridden per section,
-    on offline Fashion-MNIST by default; returns (path, env for subprocesses)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file() and not f.startswith("tests/"):
+def tracked_files(repo: Path = REPO) -> list[str]:
+    """The files git tracks (its index): what a clone holds. Not what a run in this checkout left
+    untracked (`make demo`'s metrics/, dvc.lock, plots/), which a test project must not inherit."""
+    return subprocess.run(["git", "ls-files", "--cached", "-z"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.split("\0")[:-1]
+
+
+def tracked_params(repo: Path = REPO) -> str:
+    """params.yaml as git's index holds it: `dvc exp run -S` (`make demo`) rewrites the working copy."""
+    return subprocess.run(["git", "show", ":params.yaml"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def copy_tracked(repo: Path, dest: Path) -> None:
+    """The tracked files of `repo` (tests excluded) into `dest`, as the working tree holds them (so
+    uncommitted edits are tested; a new file needs `git add`), params.yaml as the index holds it."""
+    for f in tracked_files(repo):
+        if (repo / f).is_file() and not f.startswith("tests/"):
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, dest / f)
+            shutil.copy2(repo / f, dest / f)
+    (dest / "params.yaml").write_text(tracked_params(repo))
+
+
+def make_project(dest: Path, **overrides):
+    """A git+DVC copy of this repo's tracked files (tests excluded, see `copy_tracked`) with params
+    overridden per section, on offline Fashion-MNIST by default; returns (path, env for subprocesses)."""
+    copy_tracked(REPO, dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["data"].update(name="fashion-mnist", limit_per_class=12)
     params["extract"].update(batch_size=32, shard_size=50)

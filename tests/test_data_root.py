@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import REPO
+from conftest import tracked_params
 
 from clipprobe.data import root as data_root
 from clipprobe.data.prepare import prepare
@@ -62,7 +62,7 @@ def test_auto_is_the_users_cache_directory_and_the_default(monkeypatch, tmp_path
     assert data_root.resolve("auto") == tmp_path / "xdg" / "clipprobe" / "data"
     assert data_root.resolve("some/dir") == Path("some/dir")
     assert DataParams().root == "auto"
-    assert yaml.safe_load((REPO / "params.yaml").read_text())["data"]["root"] == "auto"
+    assert yaml.safe_load(tracked_params())["data"]["root"] == "auto"
 
 
 def test_prepare_downloads_into_the_shared_root_by_default(monkeypatch, tmp_path, fashion_mnist):

@@ -2,14 +2,14 @@ import math
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import tracked_params
 
 from clipprobe import params
 from clipprobe.errors import ClipprobeError
 
 
 def test_repo_params_are_valid_and_default_to_cifar10_openai():
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = yaml.safe_load(tracked_params())
     p = params.parse(raw)
     assert (p.data.name, p.model.name, p.model.weights) == ("cifar10", "ViT-B/32", "openai")
 

@@ -9,7 +9,7 @@ import socket
 import fake_datasets
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, tracked_params
 
 from clipprobe.data import downloads, registry
 from clipprobe.data import prepared as prepared_data
@@ -106,7 +106,7 @@ def test_voc2007_runs_through_every_stage_to_an_11_point_map(tmp_path, monkeypat
     import yaml
     from conftest import TINY
     fake_datasets.voc2007(tmp_path / "raw")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = yaml.safe_load(tracked_params())
     params["data"].update(name="voc2007", root=str(tmp_path / "raw"))
     params["model"].update(name=TINY, weights="random")
     params["extract"].update(batch_size=4, device="cpu", workers=0)
