@@ -28,6 +28,7 @@ from clipprobe.data.prepared import SplitImages, iter_split, read_info, split_ro
 from clipprobe.digest import file_sha256
 from clipprobe.encode import jpeg, preprocess, store
 from clipprobe.encode.towers import Encoder
+from clipprobe.errors import ClipprobeError
 
 SCRATCH = Path(".cache/clipprobe/extract")
 
@@ -67,6 +68,20 @@ def encode_batches(encoder: Encoder, loader, prep, device: torch.device, dtype: 
             outs.append(encoder.visual(x))
             progress(len(x))
     return torch.cat(outs).float().cpu().numpy()
+
+
+def check_finite(emb: np.ndarray, ids, paths, spec: "Spec", split: str) -> None:
+    """Stop before a shard holding a NaN or infinite feature is written: a probe or zero-shot
+    fed one scores at chance or fails deep in linear algebra, never naming the model."""
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        first = paths[i] if paths is not None else f"image id {ids[i]}"
+        raise ClipprobeError(
+            f"model.name={spec.model} (model.weights={spec.weights}): non-finite features (NaN or inf) for "
+            f"{int(bad.sum())} of {len(emb)} {split} images in this shard, the first {first}; the weights hold "
+            f"NaN/inf or the activations overflow {spec.precision}: check the checkpoint, or set "
+            "extract.precision: fp32; nothing was written to features/")
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,9 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
                                 pin_memory=device.type == "cuda" and not on_device)
             emb = encode_batches(encoder, loader, step, device, dtype, progress)
             paths = table.column("path").to_pylist() if "path" in table.column_names else None
-            store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
-                              emb, paths)
+            ids = table.column("id").to_numpy()
+            check_finite(emb, ids, paths, spec, split)
+            store.write_shard(scratch, s, ids, table.column("label").to_numpy(), emb, paths)
 
     return run_split(prepared, split, scratch, spec, fp, encoder.embed_dim, write_shards)
 

@@ -21,7 +21,7 @@ import torch
 from clipprobe.data.prepared import SplitImages, read_info, read_split
 from clipprobe.encode import preprocess, store
 from clipprobe.encode.encoders import load_encoder
-from clipprobe.encode.extract import Spec, encode_batches, run_split
+from clipprobe.encode.extract import Spec, check_finite, encode_batches, run_split
 from clipprobe.encode.towers import Encoder, place
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import ExtractParams, ModelParams
@@ -119,15 +119,15 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
             fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=root, device=device.type,
                                        dtype=dtype, expected_preprocess=repr(encoder.preprocess)))
         ds.context.raise_original_map_exception = True  # an actor's ClipprobeError stays one line
-        _write_shards(ds, table, scratch, todo, spec.shard_size, encoder.embed_dim, split, progress)
+        _write_shards(ds, table, scratch, todo, spec, encoder.embed_dim, split, progress)
 
     return run_split(prepared, split, scratch, spec, fp, encoder.embed_dim, write_shards, engine="Ray")
 
 
-def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int, dim: int, split: str,
+def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], spec: Spec, dim: int, split: str,
                   progress) -> None:
-    """Gather the embeddings streaming out of `ds` by row; write each shard once it is whole."""
-    rows = table.num_rows
+    """Gather the embeddings streaming out of `ds` by row; write each shard once it is whole (and finite)."""
+    rows, size = table.num_rows, spec.shard_size
     ids = table.column("id").to_numpy()
     labels = table.column("label").to_numpy()
     paths = table.column("path").to_pylist() if "path" in table.column_names else None
@@ -142,6 +142,7 @@ def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int
                 buf[1] += int(mine.sum())
                 if buf[1] == len(buf[0]):
                     lo, hi = s * size, s * size + len(buf[0])
+                    check_finite(buf[0], ids[lo:hi], None if paths is None else paths[lo:hi], spec, split)
                     store.write_shard(scratch, s, ids[lo:hi], labels[lo:hi], buf[0],
                                       None if paths is None else paths[lo:hi])
                     del pending[s]

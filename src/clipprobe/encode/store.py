@@ -80,8 +80,23 @@ def read_features(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
                              f"{manifest['rows']}; rerun `dvc repro -f extract`")
     emb = table.column("embedding").combine_chunks()
     x = emb.values.to_numpy(zero_copy_only=False).reshape(len(emb), manifest["embed_dim"])
+    _check_finite(x, table, directory)
     return (x.astype(np.float32, copy=False), from_arrow(table.column("label")),
             table.column("id").to_numpy(), manifest)
+
+
+def _check_finite(x: np.ndarray, table: pa.Table, directory: Path) -> None:
+    """Every stage that scores features reads them here: stop on NaN or inf (extraction refuses
+    them; older features, or shards written by other tools, may hold them). One float64 sum is
+    the quick test: NaN and inf survive it, finite float32 values cannot overflow it."""
+    if np.isfinite(x.sum(dtype=np.float64)):
+        return
+    bad = ~np.isfinite(x).all(axis=1)
+    i = int(np.argmax(bad))
+    first = table.column("path")[i].as_py() if "path" in table.column_names else f"image id {table.column('id')[i]}"
+    raise ClipprobeError(f"{directory}: {int(bad.sum())} of {len(x)} feature rows hold NaN or inf, the first "
+                         f"{first}; the model that made them is broken (check model.weights), then rerun "
+                         "`dvc repro -f extract`")
 
 
 def read_train(features: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple[np.ndarray, np.ndarray] | None]:

@@ -44,6 +44,9 @@ def load(directory: Path) -> tuple[LogisticRegression, dict]:
             raise ClipprobeError(f"{directory / name} is missing; run `dvc repro train` first")
     info = json.loads((directory / "probe.json").read_text())
     with np.load(directory / "probe.npz", allow_pickle=False) as arrays:
+        if not (np.isfinite(arrays["coef"]).all() and np.isfinite(arrays["intercept"]).all()):
+            raise ClipprobeError(f"{directory / 'probe.npz'}: the probe's coefficients hold NaN or inf; "
+                                 "rerun `dvc repro -f train`")
         if info.get("multi_label"):
             return MultiLabelProbe(arrays["coef"], arrays["intercept"], info["C"], info["max_iter"],
                                    info["n_iter"]), info

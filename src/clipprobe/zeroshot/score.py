@@ -15,6 +15,10 @@ def scores(x: np.ndarray, class_emb: np.ndarray, image_proj: np.ndarray | None =
     `image_proj`: for pre-projection features (`extract.layer: pre_projection`), the image
     tower's output projection, applied first as `encode_image` would.
     """
+    for name, a in (("class embeddings", class_emb), ("image projection", image_proj)):
+        if a is not None and not np.isfinite(a).all():
+            raise ClipprobeError(f"text/embeddings.npz: the {name} hold NaN or inf (a broken text tower or "
+                                 "checkpoint); fix model.weights, then rerun `dvc repro -f text`")
     x = np.asarray(x, dtype=np.float64)
     if image_proj is not None:
         x = x @ np.asarray(image_proj, dtype=np.float64)
