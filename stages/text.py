@@ -1,6 +1,8 @@
 """text: the model's text tower embeds each class's prompts -> text/ (the zero-shot classifier,
 cached by DVC per model, weights, classes and templates)."""
 
+import sys
+
 import numpy as np
 
 from clipprobe import atomic, devices, identity, params
@@ -16,17 +18,20 @@ def main():
     classes = info["classes"]
     ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"])  # before the model
     encoder = encoders.load_text_encoder(p.model.name, p.model.weights)
-    emb = classifier.class_embeddings(encoder, ps, devices.pick_device("auto"))
+    emb, cuts = classifier.class_embeddings(encoder, ps, devices.pick_device("auto"))
+    for c in cuts:
+        print(classifier.warning(c, ps, encoder.tokenizer.context_length), file=sys.stderr)
     arrays = {"class_emb": emb}
     if encoder.image_proj is not None:
         arrays["image_proj"] = encoder.image_proj.float().numpy()
     meta = {**{k: info.get(k) for k in identity.DATA_KEYS}, "model": p.model.name, "arch": encoder.arch,
             "weights": p.model.weights, "weights_id": encoder.weights_id,
-            "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source}
+            "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source,
+            "cut_prompts": {classes[c.label]: [list(p) for p in c.cut] for c in cuts}}   # left out: (name, template)
     with atomic.folder(TEXT) as tmp:   # text/ is whole or absent
         np.savez(tmp / "embeddings.npz", **arrays)
         atomic.write_json(tmp / "embeddings.json", meta)
-    n = sum(len(ps.texts(i)) for i in range(len(classes)))
+    n = sum(len(ps.texts(i)) for i in range(len(classes))) - sum(len(c.cut) for c in cuts)
     print(f"text: {len(classes)} class embeddings from {n} prompts ({len(ps.templates)} templates; {ps.source})")
 
 

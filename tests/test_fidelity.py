@@ -122,8 +122,9 @@ def test_text_class_embeddings_match_openai_reference(checkpoints):
     ps = prompts.Prompts(classnames=(("cat",), ("dog", "puppy"), ("owl",)),
                          templates=("a photo of a {}.", "a blurry photo of the {}."), source="test")
     for name in ("ViT-tiny.pt", "state_dict.pt"):
-        ours = classifier.class_embeddings(encoders.load_text_encoder(TINY_OPENAI, str(checkpoints / name)), ps,
-                                     torch.device("cpu"))
+        ours, cut = classifier.class_embeddings(encoders.load_text_encoder(TINY_OPENAI, str(checkpoints / name)),
+                                                ps, torch.device("cpu"))
+        assert cut == []
         model, _ = clip.load(str(checkpoints / name), device="cpu", jit=False)
         with torch.no_grad():
             for label in range(3):

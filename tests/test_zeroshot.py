@@ -109,3 +109,77 @@ def test_package_prompts_fit_the_registrys_fixed_class_lists():
         if entry.classes is not None:
             p = prompts.load(PACKAGE_PROMPTS, name, list(entry.classes), named=True)
             assert len(p.classnames) == len(entry.classes), name
+
+
+@pytest.fixture(scope="module")
+def tiny_text():
+    """The tiny test model's text tower: it reads 16 tokens."""
+    from conftest import TINY
+
+    from clipprobe.encode import encoders
+    return encoders.load_text_encoder(TINY, "random")
+
+
+def _embed(encoder, ps):
+    import torch
+
+    from clipprobe.zeroshot import classifier
+    return classifier.class_embeddings(encoder, ps, torch.device("cpu"))
+
+
+LONG = "a picture, taken on a grey day in a quiet town far away, of a {}."   # 16 tokens before the name
+
+
+def test_prompts_cut_before_the_class_name_ends_are_left_out_with_one_warning_per_class(tiny_text):
+    from clipprobe.zeroshot import classifier
+
+    ps = prompts.Prompts(classnames=(("cat",), ("dog",)), templates=("a photo of a {}.", LONG), source="t")
+    emb, cuts = _embed(tiny_text, ps)
+    assert [(c.label, c.cut, c.total) for c in cuts] == [(0, (("cat", LONG),), 2), (1, (("dog", LONG),), 2)]
+    kept, _ = _embed(tiny_text, prompts.Prompts(ps.classnames, ("a photo of a {}.",), "t"))
+    np.testing.assert_allclose(emb, kept, atol=1e-6)       # the class embeddings of the prompts that fit
+    line = classifier.warning(cuts[0], ps, 16)
+    assert "\n" not in line and "class 'cat'" in line and repr(LONG) in line and "16 tokens" in line
+
+
+def test_a_long_class_name_is_cut_in_its_own_prompts_only(tiny_text):
+    long_name = "very large and extremely fluffy longhaired white persian cat from the mountains of iran"
+    ps = prompts.Prompts(classnames=(("dog",), (long_name,)), templates=("a photo of a {}.",), source="t")
+    from clipprobe.zeroshot import classifier
+    cuts = classifier.cut_prompts(tiny_text.tokenizer, ps)
+    assert [c.label for c in cuts] == [1]
+    ps = prompts.Prompts(classnames=(("dog",), (long_name, "persian cat")), templates=("a photo of a {}.",), source="t")
+    assert [c.cut for c in classifier.cut_prompts(tiny_text.tokenizer, ps)] == [((long_name, "a photo of a {}."),)]
+
+
+def test_a_class_whose_every_prompt_is_cut_stops_with_one_line_naming_template_and_class(tiny_text):
+    ps = prompts.Prompts(classnames=(("cat",), ("dog",)), templates=(LONG,), source="t")
+    with pytest.raises(ClipprobeError) as e:
+        _embed(tiny_text, ps)
+    assert "\n" not in str(e.value) and "class 'cat'" in str(e.value) and repr(LONG) in str(e.value)
+
+
+def test_two_classes_with_the_same_class_embedding_stop_zero_shot(tiny_text):
+    ps = prompts.Prompts(classnames=(("cat",), ("dog",), ("cat",)), templates=("a photo of a {}.",), source="t")
+    with pytest.raises(ClipprobeError, match="classes 'cat' and 'cat' get the same class embedding") as e:
+        _embed(tiny_text, ps)
+    assert "\n" not in str(e.value)
+
+
+def test_a_text_tower_giving_nan_is_refused(tiny_text):
+    import copy
+
+    import torch
+    broken = copy.deepcopy(tiny_text)
+    with torch.no_grad():
+        broken.model.text_projection.fill_(float("nan"))
+    ps = prompts.Prompts(classnames=(("cat",), ("dog",)), templates=("a photo of a {}.",), source="t")
+    with pytest.raises(ClipprobeError, match="NaN or inf embeddings"):
+        _embed(broken, ps)
+
+
+def test_zero_shot_refuses_non_finite_class_embeddings():
+    emb = _unit(np.ones((3, 4)))
+    emb[1, 2] = np.nan
+    with pytest.raises(ClipprobeError, match="text/embeddings.npz: the class embeddings hold NaN or inf"):
+        zeroshot_score.scores(np.ones((2, 4)), emb)
