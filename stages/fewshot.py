@@ -20,7 +20,7 @@ def main():
         runs, skipped = fewshot.grid(
             x, y, x_te, y_te, shots, seeds, val=val, max_iter=p.train.max_iter, solver=p.train.solver,
             device=p.train.device, memory=p.train.memory, metric=manifest["metric"],
-            on_run=lambda r: print(f"{r.k:>3}-shot seed {r.seed}: C = {r.C:.4g}, test top-1 {r.test['top1']:.2f}%"))
+            on_run=fewshot.progress())
         for s in skipped:
             print(fewshot.skip_note(s, classes))
     else:

@@ -27,8 +27,11 @@ def main():
     else:
         tr, va = validation.validation_split(y, p.tune.val_fraction, p.tune.seed)
         x_tr, y_tr, x_val, y_val = x[tr], y[tr], x[va], y[va]
+    print(f"C search on {len(y_tr)} train / {len(y_val)} validation images ({x.shape[1]} features), "
+          f"validation {metric} per fit:", flush=True)
     s = search.search_C(x_tr, y_tr, x_val, y_val, max_iter=p.train.max_iter, solver=p.train.solver,
-                        device=p.train.device, memory=p.train.memory, score=metrics.scorer(metric))
+                        device=p.train.device, memory=p.train.memory, score=metrics.scorer(metric),
+                        on_fit=search.progress(metric))
     n_iter = sum(it for _, _, it in s.fits)
     atomic.write_json(METRICS / "tune.json", {"C": s.C, "metric": metric, "val_score": s.val_score,
                                               "n_fits": s.n_fits, "n_iter": n_iter, "early_exit": s.early_exit,

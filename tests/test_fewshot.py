@@ -90,7 +90,7 @@ def test_grid_in_worker_processes_gives_the_runs_of_one_process_in_order():
     x, x_te, y, y_te = _clusters((30, 13, 30))
     seen = []
     one, _ = fewshot.grid(x, y, x_te, y_te, [1, 2, 8], 3, max_iter=200, device="cpu", workers=1)
-    two, _ = fewshot.grid(x, y, x_te, y_te, [1, 2, 8], 3, max_iter=200, device="cpu", workers=2, on_run=seen.append)
+    two, _ = fewshot.grid(x, y, x_te, y_te, [1, 2, 8], 3, max_iter=200, device="cpu", workers=2, on_run=lambda r, *_: seen.append(r))
     assert [(r.k, r.seed) for r in two] == [(k, s) for k in (1, 2, 8) for s in range(3)]
     assert two == one and sorted(seen, key=lambda r: (r.k, r.seed)) == two
     assert fewshot._grid == {}                      # the features are not held after the grid

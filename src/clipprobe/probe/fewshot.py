@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -160,8 +161,8 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
     A k some class cannot supply is skipped (returned as a `Shortage`), the rest still run.
     `val`: the dataset's official val split (features, labels), where it has one.
     The probes are independent: on CPU they run in `workers` forked processes (None: `processes`);
-    each is deterministic, so the runs are the same however many there are. `on_run` sees each
-    run as it finishes; the runs come back ordered by (k, seed).
+    each is deterministic, so the runs are the same however many there are. `on_run(run, done,
+    total)` sees each run as it finishes (`progress` prints it); the runs come back ordered by (k, seed).
     """
     labels = np.unique(y)
     jobs, skipped = [], []
@@ -182,12 +183,30 @@ def grid(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, s
         for r in pool.imap_unordered(_run, sorted(jobs, key=lambda j: -j[0])) if pool else map(_run, jobs):
             runs.append(r)
             if on_run is not None:
-                on_run(r)
+                on_run(r, len(runs), len(jobs))
     finally:
         if pool:
             pool.terminate()
         _grid.clear()
     return sorted(runs, key=lambda r: (r.k, r.seed)), skipped
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def progress(out=None):
+    """An `on_run` printing each finished probe with the count done of the total and an estimate of
+    the time left (elapsed per probe so far; the largest k run first, so it errs long), flushed."""
+    start = time.perf_counter()
+
+    def on_run(r: Run, done: int, total: int) -> None:
+        elapsed = time.perf_counter() - start
+        eta = f", ETA {_duration(elapsed / done * (total - done))}" if done < total else ""
+        print(f"  {done:>{len(str(total))}}/{total}: {r.k:>3}-shot seed {r.seed}: C = {r.C:.4g}, test top-1 "
+              f"{r.test['top1']:.2f}%  ({_duration(elapsed)} elapsed{eta})", file=out, flush=True)
+    return on_run
 
 
 def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots, seeds: int) -> dict:

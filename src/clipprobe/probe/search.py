@@ -6,6 +6,7 @@ CoOp's lpclip's."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,10 +57,10 @@ def _start(probes: dict[float, LogisticRegression], C: float) -> LogisticRegress
 
 
 def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "sklearn",
-             device: str = "auto", memory: int | str = "auto", score=None) -> Search:
+             device: str = "auto", memory: int | str = "auto", score=None, on_fit=None) -> Search:
     """The CLIP paper's search: coarse grid, then 8 bisection steps of log10(C) around the best
     validation `score(probe, x_val, y_val)` (None: `top1`; metrics.scorer gives the dataset's
-    headline metric).
+    headline metric).  `on_fit(C, val score, iterations)` sees each fit as it ends (progress).
 
     The comparisons are CoOp's lpclip's; what differs is the work.  The coarse grid runs
     from the smallest C up, each fit warm-started from the last, and stops once the curve
@@ -79,6 +80,8 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
             clf = fit(x_tr, y_tr, C, max_iter, solver, start=_start(probes, C), device=device, memory=memory)
             probes[C] = clf
             fits.append((C, score(clf, x_val, y_val), int(np.max(clf.n_iter_))))
+            if on_fit is not None:
+                on_fit(*fits[-1])
         return next(acc for c, acc, _ in fits if c == C)
 
     coarse = []
@@ -97,3 +100,17 @@ def search_C(x_tr, y_tr, x_val, y_val, max_iter: int = 1000, solver: str = "skle
             hi = (lo + hi) / 2
     best, acc, _ = max(fits, key=lambda f: (f[1], -f[0]))
     return Search(C=best, val_score=acc, probe=probes[best], fits=fits, early_exit=early_exit)
+
+
+def progress(metric: str, out=None):
+    """An `on_fit` that prints one line per fit as it ends (C, validation score, iterations, time),
+    flushed, so a long search shows it is moving."""
+    state = {"n": 0, "t": time.perf_counter()}
+
+    def on_fit(C: float, score: float, n_iter: int) -> None:
+        now = time.perf_counter()
+        state["n"] += 1
+        print(f"  fit {state['n']:>2}: C = {C:<9.4g} validation {metric} {score:6.2f}%  {n_iter:>4} iterations "
+              f"({now - state['t']:.1f} s)", file=out, flush=True)
+        state["t"] = now
+    return on_fit
