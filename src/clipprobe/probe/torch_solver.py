@@ -60,6 +60,10 @@ F64 = 8  # bytes
 STATE_ARRAYS = 32
 EIGH_ARRAYS = 5  # d x d float64 arrays while the eigenbasis is built: Gram, eigenvectors, workspace
 RUNTIME = 2**27  # BLAS and cuBLAS workspaces and buffers: ~0.1 GB above the arrays counted, measured on CPU
+# Logits more than 80 below their row's largest are exponentiated as -80: exp(-80) = 1.8e-35 is below
+# the resolution of a row's sum (>= 1) in float32 and float64 alike, so the loss and gradient are the
+# same, and torch's exp takes ~10x as long on arguments that underflow (many classes, large C).
+EXP_FLOOR = -80.0
 BUILD_ROWS = 2**16  # the most rows per chunk of the build: larger ones gain nothing, and at d = 1024 take 1.3 GB
 
 
@@ -243,7 +247,7 @@ class Problem:
             L = Z @ Wc
             top = L.amax(1, keepdim=True)  # by hand: torch.logsumexp takes 3x as long on few-shot sizes
             picked = L.gather(1, Y)
-            P = L.sub_(top).exp_()
+            P = L.sub_(top).clamp_(min=EXP_FLOOR).exp_()
             total = P.sum(1, keepdim=True)
             part = total.log().add_(top).sub_(picked).sum(dtype=f64)
             P.div_(total)  # softmax; less the one-hot labels: the loss's gradient in the logits
