@@ -1,16 +1,15 @@
 """compare: few-shot against zero-shot and the full-data probe -> metrics/compare.json (how many
 shots zero-shot is worth) and plots/fewshot.png."""
 
-import json
-
 from clipprobe import atomic
 from clipprobe.report import compare
 from clipprobe.stage import METRICS, PLOTS, run
 
 
 def main():
-    fewshot, zeroshot, full = (json.loads((METRICS / f"{name}.json").read_text())
-                               for name in ("fewshot", "zeroshot", "accuracy"))
+    fewshot, zeroshot, full = (atomic.read_json(METRICS / f"{name}.json", f"rerun `dvc repro -f {stage}`")
+                               for name, stage in (("fewshot", "fewshot"), ("zeroshot", "zeroshot"),
+                                                   ("accuracy", "evaluate")))
     result = compare.compare(fewshot, zeroshot, full)
     compare.plot(fewshot, result, PLOTS / "fewshot.png")
     atomic.write_json(METRICS / "compare.json", result)

@@ -2,24 +2,18 @@
 there is one) with the tuned C -> probe/, starting L-BFGS from the search's probe at that C where
 there is one."""
 
-import json
-
 import numpy as np
 
-from clipprobe import identity, params
+from clipprobe import atomic, identity, params
 from clipprobe.encode import store
-from clipprobe.errors import ClipprobeError
 from clipprobe.probe import linear, saved
 from clipprobe.stage import FEATURES, METRICS, PROBE, TUNED, run
 
 
 def main():
     p = params.load()
-    tuned = METRICS / "tune.json"
-    if not tuned.is_file():
-        raise ClipprobeError(f"{tuned} is missing: it holds the C to train with; run `dvc repro tune` "
-                             "(or `dvc repro`) first")
-    C = json.loads(tuned.read_text())["C"]
+    C = atomic.read_json(METRICS / "tune.json", "it holds the C to train with; run `dvc repro tune` "
+                         "(or `dvc repro`) first")["C"]
     x, y, manifest, val = store.read_train(FEATURES)
     if val is not None:  # the official val split joins train for the final fit
         x, y = np.concatenate([x, val[0]]), np.concatenate([y, val[1]])

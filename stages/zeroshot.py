@@ -1,7 +1,5 @@
 """zeroshot: test features against the class embeddings -> metrics/zeroshot.json."""
 
-import json
-
 import numpy as np
 
 from clipprobe import atomic, identity, metrics
@@ -11,7 +9,7 @@ from clipprobe.zeroshot import score
 
 
 def main():
-    meta = json.loads((TEXT / "embeddings.json").read_text())
+    meta = atomic.read_json(TEXT / "embeddings.json", "rerun `dvc repro -f text`")
     x, y, _, manifest = store.read_features(FEATURES / "test")
     identity.check(meta, manifest, ("arch", "weights_id", "classes"), str(FEATURES / "test"),
                    "the class embeddings were made for")

@@ -219,3 +219,56 @@ def test_prepared_table_records_each_files_content(image_folder, tmp_path):
     assert changed.column("path").equals(table.column("path"))
     assert changed.column("sha256")[0] != table.column("sha256")[0]
     assert changed.column("sha256")[1:].equals(table.column("sha256")[1:])
+
+
+def _png_claiming(width, height):
+    """A valid small PNG whose header claims width x height: readers that check the header refuse
+    it before decoding (no 600 MB of pixels made for the test)."""
+    import struct
+    import zlib
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", width, height)                   # IHDR's width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # its CRC
+    return bytes(data)
+
+
+def test_an_image_over_the_pixel_limit_is_refused_naming_its_pixel_count_and_the_param(image_folder, tmp_path):
+    big = image_folder / "train" / "dog" / "huge.png"
+    big.write_bytes(_png_claiming(14000, 14000))    # the default limit: Pillow's
+    with pytest.raises(ClipprobeError) as e:
+        prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    assert str(e.value) == (f"{big}: 14000 x 14000 = 196,000,000 pixels, more than data.max_pixels=178,956,970 (a "
+                            "guard against decompression bombs); raise data.max_pixels to at least 196,000,000 to "
+                            "read it, or shrink the image")
+    big.unlink()
+    (image_folder / "train" / "dog" / "big.png").write_bytes(_png_claiming(60, 50))
+    with pytest.raises(ClipprobeError) as e:
+        prepare(DataParams(name=str(image_folder), max_pixels=1000), tmp_path / "p")
+    assert str(e.value).endswith("train/cat/000.png: 40 x 40 = 1,600 pixels, more than data.max_pixels=1,000 (a guard "
+                                 "against decompression bombs) (18 more over it, the largest 3,000 pixels); raise "
+                                 "data.max_pixels to at least 3,000 to read them, or shrink the images")
+    (image_folder / "train" / "dog" / "big.png").unlink()
+    info = prepare(DataParams(name=str(image_folder), max_pixels=1600), tmp_path / "p")
+    assert info["max_pixels"] == 1600 and info["splits"] == {"train": 18, "test": 9}
+    table = prepared_data.read_split(tmp_path / "p", "train")   # extraction holds the prepared limit
+    with pytest.raises(ClipprobeError, match=r"train/cat/000.png: 40 x 40 = 1,600 pixels, more than data.max_pixels=1,599"):
+        prepared_data.SplitImages(table, info["root"], lambda im: im, max_pixels=1599).open(0)
+    assert prepared_data.SplitImages(table, info["root"], lambda im: im, max_pixels=None).open(0).size == (40, 40)
+
+
+def test_exif_orientation_is_not_applied_pixels_are_read_as_stored(image_folder, tmp_path):
+    """The README's rule: as torchvision's loaders and OpenAI's preprocess read images, not as a
+    photo viewer shows them."""
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = 255                                     # white left half, 40 wide and 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6                                         # Orientation: rotate 90 degrees to display
+    Image.fromarray(stored).save(image_folder / "train" / "cat" / "turned.png", exif=exif)
+    info = prepare(DataParams(name=str(image_folder)), tmp_path / "p")
+    table = prepared_data.read_split(tmp_path / "p", "train")
+    i = table.column("path").to_pylist().index("train/cat/turned.png")
+    with Image.open(image_folder / "train" / "cat" / "turned.png") as im:
+        assert im.getexif()[0x0112] == 6
+    assert np.array_equal(np.asarray(prepared_data.SplitImages(table, info["root"], lambda im: im).open(i)), stored)

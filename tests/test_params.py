@@ -95,3 +95,12 @@ def test_data_root_that_is_a_file_is_refused(tmp_path):
             params.parse({"data": {"root": str(root)}})
         assert "data.root" in str(e.value) and f"{f} is a file" in str(e.value)
     assert params.parse({"data": {"root": str(tmp_path / "new" / "raw")}}).data.root.endswith("raw")
+
+
+@pytest.mark.parametrize("text, section", [("data: null\n", "data"), ("data:\n", "data"), ("train: ~\n", "train")])
+def test_an_empty_section_is_one_line_not_the_defaults(tmp_path, text, section):
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ClipprobeError) as e:
+        params.load(tmp_path / "params.yaml")
+    assert str(e.value).startswith(f"params.yaml: {section} is empty (null); give its keys ({section}.")
+    assert "\n" not in str(e.value)

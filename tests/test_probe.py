@@ -110,10 +110,23 @@ def test_features_of_another_encoder_are_refused(key, value):
         identity.check(info, {**info, key: value}, identity.ENCODER_KEYS, "features/test", "the probe was trained on")
 
 
-def test_too_many_classes_for_the_validation_fraction():
+def test_too_small_a_validation_fraction_says_to_raise_it_and_to_what():
     y = np.repeat(np.arange(10), 3)
-    with pytest.raises(ClipprobeError, match="10 classes do not fit in 3 validation"):
+    with pytest.raises(ClipprobeError, match=r"tune.val_fraction=0.1 gives 3 validation samples for 10 classes; "
+                                             r"raise tune.val_fraction to at least 0.334,"):
         validation.validation_split(y, 0.1, 0)
+    tr, val = validation.validation_split(y, 0.334, 0)
+    assert len(set(y[val])) == len(set(y[tr])) == 10
+
+
+def test_too_large_a_validation_fraction_says_to_lower_it_and_to_what():
+    y = np.repeat(np.arange(10), 3)
+    with pytest.raises(ClipprobeError, match=r"tune.val_fraction=0.999 leaves 0 training samples for 10 classes; "
+                                             r"lower tune.val_fraction to at most 0.666,") as e:
+        validation.validation_split(y, 0.999, 0)
+    assert "raise" not in str(e.value)
+    tr, val = validation.validation_split(y, 0.666, 0)
+    assert len(set(y[val])) == len(set(y[tr])) == 10
 
 
 def test_warm_started_fit_agrees_with_a_cold_scikit_learn_fit():

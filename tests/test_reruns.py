@@ -172,7 +172,7 @@ def test_train_without_tune_result_says_to_run_tune(project):
     finally:
         tune.write_bytes(saved)
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: metrics/tune.json is missing: it holds the C to train with; run " \
+    assert r.stderr.strip() == "error: metrics/tune.json is missing; it holds the C to train with; run " \
                                "`dvc repro tune` (or `dvc repro`) first"
 
 

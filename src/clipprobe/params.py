@@ -35,6 +35,7 @@ class DataParams:
     root: str = "auto"          # see clipprobe.data.root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
+    max_pixels: int | None = 178_956_970   # Pillow's own limit (data.prepared.MAX_PIXELS); null: none
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ def _check_data(p: DataParams) -> None:
         _int("data.limit_per_class", p.limit_per_class, 1)
     if not isinstance(p.skip_corrupt, bool):
         _fail("data.skip_corrupt", p.skip_corrupt, "true or false")
+    if p.max_pixels is not None:
+        _int("data.max_pixels", p.max_pixels, 1)
 
 
 def _check_model(p: ModelParams) -> None:
@@ -245,9 +248,19 @@ _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_mo
 _SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
 
 
-def _section(name: str, raw, table=_SECTIONS):
+_ABSENT = object()
+
+
+def _section(name: str, raw=_ABSENT, table=_SECTIONS):
+    """A section of params.yaml: absent = its defaults; present, a mapping (an empty top-level
+    `data:` or `data: null` is refused: it reads as "no data", not as the default cifar10; an empty
+    `extract.ray:`, read only with engine: ray, is its defaults)."""
     cls, check = table[name]
-    raw = {} if raw is None else raw
+    if raw is None and table is _SECTIONS:
+        raise ClipprobeError(f"params.yaml: {name} is empty (null); give its keys "
+                             f"({', '.join(f'{name}.{f.name}' for f in fields(cls))}) or delete the line for "
+                             "the defaults")
+    raw = {} if raw is _ABSENT or raw is None else raw
     if not isinstance(raw, dict):
         _fail(name, raw, "a mapping of keys")
     known = {f.name for f in fields(cls)}
@@ -269,7 +282,7 @@ def parse(raw: dict) -> Params:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ClipprobeError(f"params.yaml: unknown key {unknown[0]}; known keys: {', '.join(known)}")
-    sections = {name: _section(name, raw.get(name)) for name in _SECTIONS}
+    sections = {name: _section(name, raw.get(name, _ABSENT)) for name in _SECTIONS}
     return Params(C=_check_C(raw.get("C", "auto")), **sections)
 
 

@@ -45,8 +45,12 @@ def stage_fashion_mnist(root: Path, sources=None) -> bool:
                 if src == raw / f:
                     continue
                 tmp = raw / f".{f}.tmp"
-                with (gzip.open(src) if src.suffix == ".gz" else open(src, "rb")) as i, open(tmp, "wb") as o:
-                    shutil.copyfileobj(i, o)
+                try:
+                    with (gzip.open(src) if src.suffix == ".gz" else open(src, "rb")) as i, open(tmp, "wb") as o:
+                        shutil.copyfileobj(i, o)
+                except OSError:   # a full disk: no partial file left where the next run looks
+                    tmp.unlink(missing_ok=True)
+                    raise
                 os.replace(tmp, raw / f)
             return True
     return False

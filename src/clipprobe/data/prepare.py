@@ -92,7 +92,7 @@ def _check_files(p: DataParams, source: sources.Source, keeps: dict[str, np.ndar
     bad, sha256 = {}, {}
     for s, sp in source.splits.items():
         paths = [sp.paths[i] for i in keeps[s].tolist()]
-        unreadable, digests = imagefolder.read_images(source.root, paths)
+        unreadable, digests = imagefolder.read_images(source.root, paths, max_pixels=p.max_pixels)
         bad[s], sha256[s] = set(unreadable), dict(zip(paths, digests))
     skipped = sorted(set().union(*bad.values()))
     if skipped and not p.skip_corrupt:
@@ -121,7 +121,8 @@ def prepare(p: DataParams, out: Path) -> dict:
 
     info = {"dataset": p.name, "named": source.named, "root": str(source.root.resolve()), "classes": classes,
             "splits": {s: int(len(k)) for s, k in keeps.items()},
-            "limit_per_class": p.limit_per_class, "skipped": skipped, **source.provenance}
+            "limit_per_class": p.limit_per_class, "max_pixels": p.max_pixels, "skipped": skipped,
+            **source.provenance}
     with atomic.folder(out) as tmp:
         for s, sp in splits.items():
             pq.write_table(_table(sp, keeps[s], sha256.get(s)), tmp / f"{s}.parquet")

@@ -11,7 +11,6 @@ fixing a loader reruns `prepare` and nothing after it while its output is the sa
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from clipprobe import atomic
 from clipprobe.errors import ClipprobeError
 from clipprobe.labels import from_arrow, positives
 
 
 def read_info(prepared: Path) -> dict:
-    path = Path(prepared) / "info.json"
-    if not path.is_file():
-        raise ClipprobeError(f"{path} is missing; run `dvc repro prepare` first")
-    return json.loads(path.read_text())
+    return atomic.read_json(Path(prepared) / "info.json", "run `dvc repro prepare` (-f if it ran) first")
 
 
 def read_split(prepared: Path, split: str) -> pa.Table:
@@ -60,6 +57,26 @@ def iter_split(prepared: Path, split: str, rows: int):
         yield pa.Table.from_batches(pending, f.schema_arrow)
 
 
+# data.max_pixels' default: Pillow's own limit (where its decompression-bomb check raises). Pillow's check
+# is off in clipprobe (its warning band below that limit would be noise): `check_pixels` is the one limit.
+MAX_PIXELS = 2 * 89_478_485
+Image.MAX_IMAGE_PIXELS = None
+
+
+def over_limit(im: Image.Image, max_pixels: int | None) -> bool:
+    """Whether an opened image (Pillow has read only its header) has more than `max_pixels` (None: no limit)."""
+    return max_pixels is not None and im.width * im.height > max_pixels
+
+
+def pixel_limit_error(where, size: tuple[int, int], max_pixels: int, more: int = 0, largest: int = 0) -> ClipprobeError:
+    """The one line for images over data.max_pixels: the first, its pixel count, and the value that reads them all."""
+    n = size[0] * size[1]
+    others = f" ({more} more over it, the largest {largest:,} pixels)" if more else ""
+    return ClipprobeError(f"{where}: {size[0]} x {size[1]} = {n:,} pixels, more than data.max_pixels={max_pixels:,} "
+                          f"(a guard against decompression bombs){others}; raise data.max_pixels to at least "
+                          f"{max(n, largest):,} to read {'them' if more else 'it'}, or shrink the image{'s' * bool(more)}")
+
+
 # Pillow opens 16-bit grayscale as I;16 (some versions and formats: I, 32-bit integers holding 0..65535).
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -77,8 +94,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
 class SplitImages:
     """A map-style dataset over a prepared split: (transformed image, row index)."""
 
-    def __init__(self, table: pa.Table, root: str | Path, transform):
+    def __init__(self, table: pa.Table, root: str | Path, transform, max_pixels: int | None = MAX_PIXELS):
         self.root = Path(root)
+        self.max_pixels = max_pixels
         self.transform = transform
         self.column = "image" if "image" in table.column_names else "path"
         self.items = table.column(self.column).to_pylist()
@@ -90,11 +108,15 @@ class SplitImages:
     def open(self, i: int) -> Image.Image:
         item = self.items[i]
         src = io.BytesIO(item) if self.column == "image" else self.root / item
+        where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
         try:
             with Image.open(src) as im:
+                if over_limit(im, self.max_pixels):
+                    raise pixel_limit_error(where, im.size, self.max_pixels)
                 return to_rgb(im)
+        except ClipprobeError:
+            raise
         except Exception as e:
-            where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
             raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
                                  "data.skip_corrupt: true") from None
 

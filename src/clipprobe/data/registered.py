@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipprobe import atomic
 from clipprobe.data import root as data_root
 from clipprobe.data.downloads import (
     stage_fashion_mnist,
@@ -48,6 +49,11 @@ def _open(entry: Dataset, root: Path, kwargs: Mapping):
             return data_root.fetch(root, entry.name, build)   # once per root, under a lock, whole or not at all
     except ClipprobeError:
         raise
+    except OSError as e:
+        if e.errno in atomic.FULL:   # downloading or unpacking into data.root
+            raise atomic.disk_full(root, fix="free space there, or set data.root to a folder on a larger disk") \
+                from None
+        raise ClipprobeError(unavailable(entry, root, e)) from None
     except Exception as e:  # torchvision raises RuntimeError, OSError, ValueError, ... for missing files
         raise ClipprobeError(unavailable(entry, root, e)) from None
 

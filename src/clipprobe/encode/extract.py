@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from clipprobe import __version__, atomic, identity
-from clipprobe.data.prepared import SplitImages, iter_split, read_info, split_rows
+from clipprobe.data.prepared import MAX_PIXELS, SplitImages, iter_split, read_info, split_rows
 from clipprobe.digest import file_sha256
 from clipprobe.encode import jpeg, preprocess, store
 from clipprobe.encode.towers import Encoder
@@ -135,6 +135,9 @@ def run_split(prepared: Path, split: str, scratch: Path, spec: Spec, fp: str, em
     n_shards = math.ceil(rows / spec.shard_size)
     todo = store.missing_shards(scratch, n_shards)
     n_todo = sum(min(rows, (s + 1) * spec.shard_size) - s * spec.shard_size for s in todo)
+    need = n_todo * embed_dim * 4   # the float32 features alone: Parquet adds ids, labels and overhead
+    if need > atomic.free_space(scratch):   # now, not after hours of extraction
+        raise atomic.disk_full(scratch, need)
     bar = tqdm(total=rows, initial=rows - n_todo, unit="img", desc=f"extract {split}{engine and f' ({engine})'}",
                mininterval=1.0)
     start = time.perf_counter()
@@ -159,14 +162,15 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
     `jpeg_on_device`: decode JPEG files on `device` (`jpeg.applies`; None = on CUDA)."""
     from torch.utils.data import DataLoader
 
-    root = read_info(prepared)["root"]
+    info = read_info(prepared)
+    root, max_pixels = info["root"], info.get("max_pixels", MAX_PIXELS)
     prep = preprocess.for_model(encoder.preprocess)
 
     def write_shards(todo: list[int], progress) -> None:
         for s, table in enumerate(iter_split(prepared, split, spec.shard_size)):
             if s not in todo:
                 continue
-            images, step, collate = SplitImages(table, root, prep.host), prep, preprocess.collate_by_shape
+            images, step, collate = SplitImages(table, root, prep.host, max_pixels), prep, preprocess.collate_by_shape
             on_device = jpeg.applies(table.column_names, prep, device, jpeg_on_device)
             if on_device:  # the decoder reads the bytes from host memory: nothing to pin
                 images, step, collate = jpeg.JpegFiles(images), jpeg.DeviceJpegPreprocess(prep, images), jpeg.collate

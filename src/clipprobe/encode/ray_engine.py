@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from clipprobe.data.prepared import SplitImages, read_info, read_split
+from clipprobe.data.prepared import MAX_PIXELS, SplitImages, read_info, read_split
 from clipprobe.encode import preprocess, store
 from clipprobe.encode.encoders import load_encoder
 from clipprobe.encode.extract import Spec, check_finite, encode_batches, run_split
@@ -65,7 +65,7 @@ class Embedder:
     """A Ray Data actor: the frozen encoder, loaded once, embedding blocks of prepared rows."""
 
     def __init__(self, model: ModelParams, layer: str, root: str, device: str, dtype: torch.dtype,
-                 expected_preprocess: str):
+                 expected_preprocess: str, max_pixels: int | None = MAX_PIXELS):
         # Errors wait for __call__: Ray reports a failed __init__ only as a dead actor.
         self.error = None
         try:
@@ -80,12 +80,12 @@ class Embedder:
         self.device, self.dtype = torch.device(device), dtype
         self.encoder = place(encoder, self.device, dtype)   # as the local engine does
         self.prep = preprocess.for_model(encoder.preprocess)
-        self.root = root
+        self.root, self.max_pixels = root, max_pixels
 
     def __call__(self, block: pa.Table) -> dict[str, np.ndarray]:
         if self.error:
             raise self.error
-        images = SplitImages(block, self.root, self.prep.host)
+        images = SplitImages(block, self.root, self.prep.host, self.max_pixels)
         batch = preprocess.collate_by_shape([images[i] for i in range(len(images))])
         emb = encode_batches(self.encoder, [batch], self.prep, self.device, self.dtype)
         return {ROW: block.column(ROW).to_numpy(), "embedding": emb}
@@ -106,7 +106,7 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
     """Extract one prepared split into `scratch` on the connected Ray and return its manifest.
     `encoder` is the driver's copy: its preprocess and embedding size, never its weights, are used here."""
     ray = require_ray()
-    root = read_info(prepared)["root"]
+    info = read_info(prepared)
 
     def write_shards(todo: list[int], progress) -> None:
         table = read_split(prepared, split)
@@ -116,8 +116,9 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
             Embedder, batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=extract.ray.actors),
             num_gpus=extract.ray.gpus_per_actor,
-            fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=root, device=device.type,
-                                       dtype=dtype, expected_preprocess=repr(encoder.preprocess)))
+            fn_constructor_kwargs=dict(model=model, layer=extract.layer, root=info["root"], device=device.type,
+                                       dtype=dtype, expected_preprocess=repr(encoder.preprocess),
+                                       max_pixels=info.get("max_pixels", MAX_PIXELS)))
         ds.context.raise_original_map_exception = True  # an actor's ClipprobeError stays one line
         _write_shards(ds, table, scratch, todo, spec, encoder.embed_dim, split, progress)
 

@@ -9,7 +9,6 @@ whole or not at all, which is what makes resuming an interrupted extraction safe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +61,7 @@ def missing_shards(directory: Path, expected: int) -> list[int]:
 
 
 def read_manifest(directory: Path) -> dict:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise ClipprobeError(f"{path} is missing; run `dvc repro extract` first")
-    return json.loads(path.read_text())
+    return atomic.read_json(Path(directory) / MANIFEST, "run `dvc repro extract` (-f if it ran) first")
 
 
 def read_features(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:

@@ -6,7 +6,6 @@ the refit's warm start.  Written atomically."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ def load(directory: Path) -> tuple[LogisticRegression, dict]:
     for name in ("probe.npz", "probe.json"):
         if not (directory / name).is_file():
             raise ClipprobeError(f"{directory / name} is missing; run `dvc repro train` first")
-    info = json.loads((directory / "probe.json").read_text())
+    info = atomic.read_json(directory / "probe.json", "run `dvc repro -f train`")
     with np.load(directory / "probe.npz", allow_pickle=False) as arrays:
         if not (np.isfinite(arrays["coef"]).all() and np.isfinite(arrays["intercept"]).all()):
             raise ClipprobeError(f"{directory / 'probe.npz'}: the probe's coefficients hold NaN or inf; "
