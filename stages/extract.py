@@ -1,11 +1,11 @@
 """extract: frozen image-encoder features of every prepared split -> features/<split>/."""
 
-import torch
-
-from clipprobe import devices, params
+from clipprobe import devices, params  # before torch: the package sets torch's OpenMP wait policy
 from clipprobe.data import prepared
 from clipprobe.encode import encoders, extract, ray_engine, towers
 from clipprobe.stage import FEATURES, PREPARED, run
+
+import torch  # noqa: E402, I001
 
 
 def main():
