@@ -13,7 +13,10 @@ def main():
     result = compare.compare(fewshot, zeroshot, full)
     compare.plot(fewshot, result, PLOTS / "fewshot.png")
     atomic.write_json(METRICS / "compare.json", result)
-    print(compare.summary(METRICS))
+    worth = result["zeroshot_worth_shots"]
+    print(f"compare: zero-shot {result['zeroshot']:.2f}%"
+          + (f" is worth {worth} labelled images per class" if worth is not None else " (no few-shot curve)")
+          + f" against few-shot; {METRICS / 'compare.json'}, {PLOTS / 'fewshot.png'}")
 
 
 if __name__ == "__main__":

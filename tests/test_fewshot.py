@@ -96,6 +96,17 @@ def test_grid_in_worker_processes_gives_the_runs_of_one_process_in_order():
     assert fewshot._grid == {}                      # the features are not held after the grid
 
 
+def test_grid_progress_says_how_many_of_the_total_are_done_and_the_time_left():
+    import io
+    x, x_te, y, y_te = _clusters((30, 13, 30))
+    buf = io.StringIO()
+    fewshot.grid(x, y, x_te, y_te, [1, 2], 2, max_iter=200, device="cpu", workers=1, on_run=fewshot.progress(buf))
+    lines = buf.getvalue().splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("elapsed, ETA " in line for line in lines[:-1]) and "ETA" not in lines[-1]
+    assert "-shot seed" in lines[0] and "test top-1" in lines[0]
+
+
 def test_grid_workers_are_the_usable_cpus_within_the_memory_budget_and_one_on_a_gpu(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert fewshot.processes(15, "torch", "cpu") == 4 and fewshot.processes(3, "sklearn", "auto") == 3
@@ -108,14 +119,26 @@ def test_grid_workers_are_the_usable_cpus_within_the_memory_budget_and_one_on_a_
 
 
 @pytest.mark.parametrize("curve, zs, worth", [
-    ({1: 40.0, 2: 50.0, 4: 60.0}, 55.0, 2.828),      # halfway from 2 to 4 in log2: 2 ** 1.5
+    ({1: 40.0, 2: 50.0, 4: 60.0}, 55.0, 2.8),        # halfway from 2 to 4 in log2: 2 ** 1.5, two figures
+    ({4: 40.0, 8: 50.0, 16: 60.0}, 52.5, 9.5),       # 2 ** 3.25 = 9.51
+    ({8: 40.0, 16: 50.0}, 48.0, 14.0),               # 2 ** 3.8 = 13.93: 14, not 13.929
     ({1: 40.0, 2: 50.0}, 30.0, "< 1"),
     ({1: 40.0, 2: 50.0, 16: 70.0}, 75.0, "> 16"),
     ({1: 40.0, 2: 50.0}, 50.0, 2.0),
     ({}, 50.0, None),
 ])
-def test_shots_zero_shot_is_worth_interpolates_in_log2_k(curve, zs, worth):
+def test_shots_zero_shot_is_worth_interpolates_in_log2_k_to_two_figures(curve, zs, worth):
     assert compare.shots_worth(curve, zs) == worth
+
+
+def test_the_summary_says_why_there_is_no_worth_instead_of_none(tmp_path):
+    import json
+    (tmp_path / "fewshot.json").write_text(json.dumps({"results": {}, "skipped": []}))
+    (tmp_path / "compare.json").write_text(json.dumps(compare.compare({"results": {}}, {"score": 12.0},
+                                                                      {"metric": "top1", "score": 50.0, "dataset": "d",
+                                                                       "model": "m", "weights": "w"})))
+    text = compare.summary(tmp_path)
+    assert "None" not in text and "no few-shot curve to weigh it against" in text
 
 
 @pytest.mark.parametrize("raw, culprit", [

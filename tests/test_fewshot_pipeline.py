@@ -46,6 +46,14 @@ def test_repro_runs_fewshot_zeroshot_and_compare_and_skips_the_k_a_class_cannot_
     assert "rendered" in html and "fewshot.png" in (dest / "rendered" / "index.html").read_text()
 
 
+def test_a_normal_run_prints_no_warning_progress_as_it_goes_and_the_comparison_once(project):
+    dest, env, out = project
+    assert [line for line in out.splitlines() if "warn" in line.lower()] == []   # DVC's, Python's, libraries'
+    done = [line.split(":")[0].strip() for line in out.splitlines() if "-shot seed" in line]
+    assert done == ["1/4", "2/4", "3/4", "4/4"] and "ETA" in out           # few-shot: done of total, time left
+    assert out.count("compare: zero-shot") == 1 and "full-data linear probe" not in out   # make demo prints that
+
+
 def test_fewshot_param_reruns_only_fewshot_and_its_comparison(project):
     dest, env, _ = project
     out = run(["dvc", "exp", "run", "-S", "fewshot.shots=[1,4]"], dest, env)

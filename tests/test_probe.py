@@ -269,3 +269,22 @@ def test_multi_label_probe_is_one_vs_rest_and_round_trips(tmp_path):
     saved.save_start(clf, tmp_path / "start.npz")
     start = saved.load_start(tmp_path / "start.npz", saved.classes_of(y))
     assert isinstance(start, logreg.MultiLabelProbe) and np.array_equal(start.coef_, clf.coef_)
+
+
+def test_the_search_prints_each_fit_as_it_ends():
+    import io
+    x, y = _blobs(30, 3)
+    tr, val = validation.validation_split(y, 0.3, 0)
+    seen, buf = [], io.StringIO()
+    progress = search.progress("top1", out=buf)
+
+    def on_fit(C, score, n_iter):
+        seen.append(buf.getvalue().count("\n"))   # lines printed before this fit's own
+        progress(C, score, n_iter)
+
+    s = search.search_C(x[tr], y[tr], x[val], y[val], max_iter=200, on_fit=on_fit)
+    lines = buf.getvalue().splitlines()
+    assert seen == list(range(s.n_fits)) and len(lines) == s.n_fits
+    for i, (line, (C, score, n_iter)) in enumerate(zip(lines, s.fits), 1):
+        assert line.split() == [f"fit", f"{i}:", "C", "=", f"{C:.4g}", "validation", "top1", f"{score:.2f}%",
+                                str(n_iter), "iterations", line.split()[-2], "s)"]

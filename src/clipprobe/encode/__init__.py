@@ -1,0 +1,1 @@
+"""The frozen encoders and feature extraction into the feature store."""

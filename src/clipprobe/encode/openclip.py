@@ -150,7 +150,7 @@ def _load_model(name: str, weights: str):
         raise ClipprobeError(f"model.weights={weights}: not a pretrained tag of {arch} "
                              f"(tags: {', '.join(tags) or 'none'}), not a file, and not random")
 
-    with _quiet(state is not None):  # open_clip would report "initialized randomly" before we load
+    with _quiet(state is not None or weights == "random"):  # open_clip reports "initialized randomly": we know
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, force_quick_gelu=bool(openai_origin), **kwargs)

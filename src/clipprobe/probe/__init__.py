@@ -1,0 +1,1 @@
+"""The linear probe, its solver, the C search and few-shot."""

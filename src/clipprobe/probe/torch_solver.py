@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,7 +198,10 @@ class Problem:
         f64 = torch.float64
 
         def centred(s, e, mean):  # a float64 copy of one chunk on the device, less `mean`
-            return torch.from_numpy(np.ascontiguousarray(x[s:e])).to(self.device, f64, copy=True).sub_(mean)
+            with warnings.catch_warnings():  # features read zero-copy from Parquet are read-only; only copied here
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                chunk = torch.from_numpy(np.ascontiguousarray(x[s:e]))
+            return chunk.to(self.device, f64, copy=True).sub_(mean)
 
         if self.n <= self.d:  # few rows (few-shot): the centred rows' SVD gives the same basis, without eigh's d^3
             c = centred(0, self.n, 0)

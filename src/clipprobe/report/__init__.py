@@ -1,0 +1,1 @@
+"""Comparisons, the leaderboard and the `clipprobe` command."""

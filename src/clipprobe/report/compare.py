@@ -12,10 +12,16 @@ from pathlib import Path
 from clipprobe import atomic
 
 
+def _two_figures(x: float) -> float:
+    """Two significant figures: the crossing is interpolated between k a factor 2 apart on a mean
+    of a few seeds, so a third figure would be noise (4.757 reads as 4.8, 12.34 as 12)."""
+    return float(f"{x:.2g}")
+
+
 def shots_worth(curve: dict[int, float], zeroshot: float) -> float | str | None:
     """Where the few-shot mean top-1, interpolated linearly in log2(k), first reaches zero-shot
-    (the paper's Figure 7); "< k_min" when the smallest k already beats it, "> k_max" when none
-    reaches it; None without a few-shot point."""
+    (the paper's Figure 7), to two significant figures; "< k_min" when the smallest k already
+    beats it, "> k_max" when none reaches it; None without a few-shot point."""
     if not curve:
         return None
     ks = sorted(curve)
@@ -24,7 +30,7 @@ def shots_worth(curve: dict[int, float], zeroshot: float) -> float | str | None:
     for lo, hi in zip(ks, ks[1:]):
         if curve[hi] >= zeroshot:
             t = (zeroshot - curve[lo]) / (curve[hi] - curve[lo])
-            return round(2 ** (math.log2(lo) + t * (math.log2(hi) - math.log2(lo))), 3)
+            return _two_figures(2 ** (math.log2(lo) + t * (math.log2(hi) - math.log2(lo))))
     return f"> {ks[-1]}"
 
 
@@ -60,7 +66,8 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
         ax.text(0.5, 0.5, "no few-shot k could be run (see metrics/fewshot.json)", transform=ax.transAxes,
                 ha="center", va="center")
     ax.axhline(result["zeroshot"], color="C3", linestyle="--",
-               label=f"zero-shot {result['zeroshot']:.1f}% (worth {result['zeroshot_worth_shots']} shots)")
+               label=f"zero-shot {result['zeroshot']:.1f}%" + (f" (worth {result['zeroshot_worth_shots']} shots)"
+                                                                  if result["zeroshot_worth_shots"] is not None else ""))
     ax.axhline(result["full_data"], color="C2", linestyle=":",
                label=f"full-data linear probe {result['full_data']:.1f}%")
     if ks:
@@ -89,6 +96,8 @@ def summary(metrics_dir: Path = Path("metrics")) -> str:
                      f"({len(r['per_seed'])} seeds)")
     lines += [f"  few-shot k={s['k']} skipped: class {s['class']!r} has {s['have']} {s['split']} images"
               for s in fewshot["skipped"]]
+    worth = result["zeroshot_worth_shots"]
     lines.append(f"  zero-shot               {result['zeroshot']:6.2f}% "
-                 f"(worth {result['zeroshot_worth_shots']} labelled images per class)")
+                 + (f"(worth {worth} labelled images per class)" if worth is not None else
+                    "(no few-shot curve to weigh it against: fewshot.shots is empty or every k was skipped)"))
     return "\n".join(lines)
