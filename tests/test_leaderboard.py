@@ -159,8 +159,20 @@ def test_labels_shorten_paths_but_not_openai_model_names():
 
 def test_metrics_of_an_experiment_are_read_by_file_name_those_under_metrics_first():
     collected = {"other/accuracy.json": {"data": {"top1": 1.0}}, "metrics/accuracy.json": {"data": {"top1": 2.0}},
-                 "metrics/tune.json": {"data": {"C": 1.0}}, "metrics/zeroshot.json": {"error": "unreadable"}}
-    assert _metrics(collected) == {"accuracy.json": {"top1": 2.0}}
+                 "metrics/tune.json": {"data": {"C": 1.0}}, "metrics/zeroshot.json": {"error": ValueError("bad")},
+                 "metrics/fewshot.json": {"error": FileNotFoundError(2, "missing")}}
+    assert _metrics(collected) == ({"accuracy.json": {"top1": 2.0}}, {"zeroshot.json": "metrics/zeroshot.json"})
+
+
+def test_a_malformed_metrics_file_is_named_as_malformed_not_missing():
+    torn = Experiment(name="torn", params={"model": {"name": "RN50"}, "data": {"name": "dtd"}},
+                      malformed={"accuracy.json": "metrics/accuracy.json"})
+    half = exp("half", "RN50", "mnist", 50.0)
+    half = Experiment(**{**half.__dict__, "malformed": {"fewshot.json": "metrics/fewshot.json"}})
+    board = leaderboard.build([*GRID, torn, half])
+    assert board.skipped == [("torn", "its metrics/accuracy.json is malformed, not valid JSON"),
+                             ("half", "its metrics/fewshot.json is malformed, not valid JSON (its cells left empty)")]
+    assert ("RN50", "random", "projection") in board.rows and "no metrics/accuracy.json" not in leaderboard.markdown(board)
 
 
 def test_figure_of_10_models_by_25_datasets_gives_each_cell_its_size(tmp_path):
@@ -178,3 +190,13 @@ def test_the_clipprobe_console_script_is_the_cli_main():
     target = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["clipprobe"]
     module, _, attr = target.partition(":")
     assert getattr(import_module(module), attr) is import_module("clipprobe.report.cli").main
+
+
+@pytest.mark.parametrize("flag", ["--md", "--csv", "--png"])
+def test_a_report_path_that_is_a_folder_is_one_line_before_dvc_is_asked(tmp_path, monkeypatch, capsys, flag):
+    from clipprobe.report import cli
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)                    # not a DVC project: the folder is named first
+    assert cli.main(["report", flag, "out"]) == 1
+    name = {"--md": "leaderboard.md", "--csv": "leaderboard.csv", "--png": "leaderboard.png"}[flag]
+    assert capsys.readouterr().err == f"error: {flag} out: is a folder; give a file path (out/{name}) or none\n"

@@ -42,9 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """A report path that is a folder stops before DVC is asked for anything."""
+    for flag, path, name in (("--md", args.md, "leaderboard.md"), ("--csv", args.csv, "leaderboard.csv"),
+                             ("--png", args.png, "leaderboard.png")):
+        if path != NONE and Path(path).is_dir():
+            raise ClipprobeError(f"{flag} {path}: is a folder; give a file path ({Path(path) / name}) or {NONE}")
+
+
 def report(args: argparse.Namespace) -> int:
     from clipprobe.report import experiments, leaderboard
 
+    _check_outputs(args)
     names = [n.strip() for arg in args.exp or [] for n in arg.split(",") if n.strip()]
     found, unfinished = experiments.collect(args.repo, names=names or None, baseline=args.baseline)
     board = leaderboard.build(found, duplicates=args.duplicates)

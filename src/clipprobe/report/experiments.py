@@ -10,14 +10,19 @@ from clipprobe.report.leaderboard import Experiment
 METRICS_FILES = ("accuracy.json", "zeroshot.json", "fewshot.json")
 
 
-def _metrics(collected: dict) -> dict:
-    """File name -> content of the metrics files the leaderboard reads (those under metrics/ first)."""
-    out = {}
+def _metrics(collected: dict) -> tuple[dict, dict]:
+    """File name -> content of the metrics files the leaderboard reads (those under metrics/ first),
+    and file name -> its path, for those present but malformed (DVC could not parse them)."""
+    out, malformed = {}, {}
     for path, result in sorted(collected.items(), key=lambda kv: not kv[0].startswith("metrics/")):
         name = PurePosixPath(path).name
-        if name in METRICS_FILES and isinstance(result.get("data"), dict):
-            out.setdefault(name, result["data"])
-    return out
+        if name not in METRICS_FILES or name in out:
+            continue
+        if isinstance(result.get("data"), dict):
+            out[name] = result["data"]
+        elif result.get("error") is not None and not isinstance(result["error"], FileNotFoundError):
+            malformed.setdefault(name, path)   # DVC could not parse it (JSONFileCorruptedError, ...)
+    return out, malformed
 
 
 def collect(repo: str | None = None, names: list[str] | None = None,
@@ -49,9 +54,10 @@ def collect(repo: str | None = None, names: list[str] | None = None,
                     unfinished += 1
                     continue
                 params = state.data.params.get("params.yaml", {}).get("data") or {}
+                metrics, malformed = _metrics(state.data.metrics)
                 found.append(Experiment(name=exp_range.name or state.name or state.rev[:7], rev=state.rev,
                                         baseline=base_name, timestamp=state.data.timestamp, params=params,
-                                        metrics=_metrics(state.data.metrics)))
+                                        metrics=metrics, malformed=malformed))
     found.sort(key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0, reverse=True)
     if names:
         missing = [n for n in names if not any(_named(e, n) for e in found)]

@@ -45,6 +45,7 @@ class Experiment:
     timestamp: datetime | None = None
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)     # "accuracy.json" -> its content, ...
+    malformed: dict = field(default_factory=dict)   # "accuracy.json" -> its path, where it is not valid JSON
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,11 @@ def build(experiments: list[Experiment], duplicates: str = "latest") -> Leaderbo
         raise ClipprobeError(f"duplicates={duplicates!r}: use latest or error")
     skipped, groups = [], {}
     for i, e in enumerate(experiments):
-        if "accuracy.json" not in e.metrics:
+        for name in sorted(set(e.malformed) - {"accuracy.json"}):
+            skipped.append((e.name, f"its {e.malformed[name]} is malformed, not valid JSON (its cells left empty)"))
+        if "accuracy.json" in e.malformed:
+            skipped.append((e.name, f"its {e.malformed['accuracy.json']} is malformed, not valid JSON"))
+        elif "accuracy.json" not in e.metrics:
             skipped.append((e.name, "no metrics/accuracy.json"))
         elif headline(e.metrics["accuracy.json"]) is None:
             skipped.append((e.name, "accuracy.json has neither score nor top1"))
