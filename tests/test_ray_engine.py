@@ -41,7 +41,7 @@ def _params(**extract):
 
 
 def _spec(encoder, p):
-    return extract.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
+    return extract.spec(encoder, p.model.name, p.model.weights, batch_size=p.extract.batch_size,
                          shard_size=p.extract.shard_size, device=CPU, dtype=FP32)
 
 

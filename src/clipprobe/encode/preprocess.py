@@ -95,12 +95,14 @@ def _is(step, *names: str) -> bool:
 
 
 def for_model(preprocess) -> TensorPreprocess | PilPreprocess:
-    """The device-side split of an open_clip preprocess where it has the standard shape
-    (Resize, CenterCrop, RGB, ToTensor, Normalize), else the PIL transform whole."""
+    """The device-side split of a torchvision preprocess where it has the standard shape, else the
+    transform whole in the loader.  Standard: Resize, CenterCrop, [RGB conversion], ToTensor, Normalize,
+    as open_clip and timm build their eval transforms (images reach the preprocess in RGB already)."""
     steps = list(getattr(preprocess, "transforms", []))
-    shape_ok = (len(steps) == 5 and isinstance(steps[0], T.Resize) and isinstance(steps[1], T.CenterCrop)
-                and _is(steps[2], "MaybeConvertMode", "_convert_to_rgb")
-                and _is(steps[3], "MaybeToTensor", "ToTensor") and isinstance(steps[4], T.Normalize))
+    if len(steps) == 5 and _is(steps[2], "MaybeConvertMode", "_convert_to_rgb"):
+        steps.pop(2)
+    shape_ok = (len(steps) == 4 and isinstance(steps[0], T.Resize) and isinstance(steps[1], T.CenterCrop)
+                and _is(steps[2], "MaybeToTensor", "ToTensor") and isinstance(steps[3], T.Normalize))
     if not shape_ok or steps[0].max_size is not None:
         return PilPreprocess(preprocess)
-    return TensorPreprocess(steps[0], steps[1], steps[4])
+    return TensorPreprocess(steps[0], steps[1], steps[3])
