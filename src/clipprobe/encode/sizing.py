@@ -39,7 +39,14 @@ def require_fits(build: Callable[[], torch.nn.Module], culprit: str, loads_weigh
     need = n * FP32 * (2 if loads_weights else 1)
     free = available_ram()
     if need > free:
-        raise ClipprobeError(f"{culprit}: {n / 1e6:,.0f}M parameters need {need / 1e9:.1f} GB in fp32"
+        raise ClipprobeError(f"{culprit}: {n:,} parameters need {_size(need)} in fp32"
                              f"{' while the weights load' if loads_weights else ''}, more than the "
-                             f"{free / 1e9:.1f} GB of memory available; choose a smaller model, or free memory")
+                             f"{_size(free)} of memory available; choose a smaller model, or free memory")
     return n
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"

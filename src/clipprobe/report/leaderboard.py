@@ -237,10 +237,13 @@ def short(value: str, dataset: bool = False) -> str:
     """The name of a path (an ImageFolder root, a model config, a checkpoint); other values as they are.
 
     Dataset names in the registry never hold a "/"; model names may (`ViT-B/32`), so a model
-    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~`."""
-    is_path = "/" in value if dataset else \
-        value.endswith(_FILE_SUFFIXES) or value.startswith(("/", ".", "~"))
-    return (PurePath(value).name or value) if is_path else value
+    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~` (after the
+    `hf:` of a Hugging Face model directory, which stays)."""
+    prefix = "hf:" if not dataset and value.startswith("hf:") else ""
+    rest = value[len(prefix):]
+    is_path = "/" in rest if dataset else \
+        rest.endswith(_FILE_SUFFIXES) or rest.startswith(("/", ".", "~"))
+    return prefix + (PurePath(rest).name or rest) if is_path else value
 
 
 def labels(values, dataset: bool = False) -> dict[str, str]:
