@@ -1,7 +1,7 @@
 """The model's preprocess, split between the data loader and the device.
 
-open_clip's preprocess is PIL: resize, centre crop, to float, normalise, one image at a
-time.  Run as is in the loader, every image crosses to the device as 224x224 float32
+open_clip's and timm's eval preprocess is PIL: resize, centre crop, to float, normalise, one
+image at a time.  Run as is in the loader, every image crosses to the device as 224x224 float32
 (600 KB for a 28x28 Fashion-MNIST image).  `TensorPreprocess` instead has the loader
 ship uint8 images and does the float work on the device, per batch:
 
@@ -11,8 +11,8 @@ ship uint8 images and does the float work on the device, per batch:
 - images the resize would shrink are resized and cropped in the loader with the model's
   own PIL transforms (PIL's antialiasing, and a smaller transfer), then travel as uint8.
 
-A preprocess of any other shape falls back to `PilPreprocess`: the whole transform in the
-loader, as before.
+A preprocess of any other shape (a Hugging Face image processor, among others) falls back to
+`PilPreprocess`: the whole transform in the loader.
 """
 
 from __future__ import annotations
