@@ -50,8 +50,9 @@ def _hf_vit(d, **config):
 @pytest.mark.parametrize("name, weights, expected", [
     ("ViT-B/33", "random", "model.name=ViT-B/33: unknown architecture; try one of ViT-B-32"),
     ("vit_small_patch16_224", "random", "for timm's model write model.name=timm:vit_small_patch16_224"),
-    ("ViT-B/32", "laion2b_s34b_b79k", "model.weights=laion2b_s34b_b79k: ViT-B-32 weights are not cached"),
-    ("ViT-B/32", "laion5000", "not a pretrained tag of ViT-B-32 (tags: openai, laion400m_e31"),
+    ("ViT-B/32", "laion2b_s34b_b79k", "model.weights=laion2b_s34b_b79k: ViT-B-32 weights (laion2b_s34b_b79k) are not cached"),
+    ("ViT-B/32", "pretrained", "model.weights=pretrained: ViT-B-32 weights (openai) are not cached"),
+    ("ViT-B/32", "laion5000", "not a pretrained tag of ViT-B-32 (tags: pretrained, openai, laion400m_e31"),
     ("timm:vit_smal_patch16_224", "random", "not a timm model; closest: vit_small_patch16_224"),
     ("timm:vit_base_patch14_dinov2.lvd142m", "random",
      "the pretrained tag goes in model.weights: model.name=timm:vit_base_patch14_dinov2, model.weights=lvd142m"),
@@ -173,6 +174,17 @@ def test_weights_holding_nan_are_refused_naming_the_first_bad_tensor(source, tmp
     with pytest.raises(ClipprobeError) as e:
         encoders.load_encoder(name, weights)
     assert f"tensor {bad.removeprefix('vit.')} holds" in _one_line(e) and "NaN or inf" in str(e.value)
+
+
+def test_hugging_face_weights_that_leave_part_of_the_model_untrained_are_refused(tmp_path):
+    d = tmp_path / "vit"
+    _hf_vit(d).save_pretrained(d)
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))   # one layer more than saved
+    with pytest.raises(ClipprobeError) as e:
+        encoders.load_encoder(f"hf:{d}", "pretrained")
+    msg = _one_line(e)    # the third layer's 16 tensors (their names vary with the transformers version)
+    assert "its weights lack 16 tensor(s) of ViTModel (e.g. " in msg and "2." in msg.split("(e.g. ")[1]
 
 
 def test_an_open_clip_config_too_large_for_memory_is_refused_from_its_parameter_count(tmp_path):

@@ -126,3 +126,21 @@ def test_hf_random_weights_are_seeded_and_identified_by_the_config(tmp_path):
     cfg = (d / "config.json").read_text()
     (d / "config.json").write_text(cfg.replace('"num_hidden_layers": 2', '"num_hidden_layers": 1'))
     assert encoders.load_encoder(f"hf:{d}", "random").weights_id != a.weights_id
+
+
+def test_hf_classification_checkpoint_is_probed_on_the_class_token_its_classifier_reads(images, tmp_path):
+    """A ViTForImageClassification checkpoint has no trained pooler for the base ViTModel: not its
+    random pooler, the class token of last_hidden_state (the classifier's input) is the feature."""
+    import transformers as t
+    torch.manual_seed(6)
+    d = tmp_path / "vit-cls"
+    t.ViTForImageClassification(t.ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=64, image_size=32, patch_size=8,
+                                             num_labels=3)).save_pretrained(d)
+    t.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(d)
+    x, files, _, _ = _ours(f"hf:{d}", "pretrained", images, tmp_path)
+    model, processor = t.ViTForImageClassification.from_pretrained(d).eval(), t.AutoImageProcessor.from_pretrained(d)
+    with torch.no_grad():
+        pixels = processor(images=[Image.open(f).convert("RGB") for f in files], return_tensors="pt")["pixel_values"]
+        ref = model.vit(pixel_values=pixels).last_hidden_state[:, 0].numpy()
+    assert _cosines(x, ref).min() >= 0.9999

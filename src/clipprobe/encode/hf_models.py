@@ -6,7 +6,8 @@ library's transform as it is).  Weights: `pretrained` (the repo's or the directo
 (CLIP, SigLIP) only the image tower (`vision_model`) is used.  Representation (`extract.layer`):
 `pre_logits` (what `auto` gives) is the model's pooled output (`pooler_output`: DINOv2's and CLIP's
 normalised class token, SigLIP's attention pooling, ConvNeXt's normalised average pool), or the
-class token of `last_hidden_state` where the model has no pooler; `cls_avgpatch` (ViT-style models
+class token of `last_hidden_state` where the model has no pooler or the checkpoint has no trained one
+(a classification checkpoint: its classifier reads that token); `cls_avgpatch` (ViT-style models
 with a class token) is the class token concatenated with the mean of the patch tokens, as for timm.
 """
 
@@ -31,16 +32,16 @@ LAYERS = {"auto": "pre_logits", "pre_logits": "pre_logits", "cls_avgpatch": "cls
 class HfTower(torch.nn.Module):
     """A transformers vision model's features as `layer` names them."""
 
-    def __init__(self, model: torch.nn.Module, layer: str, prefix: int):
+    def __init__(self, model: torch.nn.Module, layer: str, prefix: int, pooler: bool):
         super().__init__()
-        self.model, self.layer, self.prefix = model, layer, prefix
+        self.model, self.layer, self.prefix, self.pooler = model, layer, prefix, pooler
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=x)
         if self.layer == "cls_avgpatch":
             tokens = out.last_hidden_state
             return torch.cat([tokens[:, 0], tokens[:, self.prefix:].mean(dim=1)], dim=-1)
-        pooled = getattr(out, "pooler_output", None)
+        pooled = getattr(out, "pooler_output", None) if self.pooler else None
         return (out.last_hidden_state[:, 0] if pooled is None else pooled).flatten(1)   # ResNet pools to C x 1 x 1
 
 
@@ -83,6 +84,18 @@ def _prefix_tokens(model, name: str) -> int:
             + int(getattr(model.config, "num_register_tokens", 0) or 0))
 
 
+def _check_loaded(model, missing: list[str], name: str) -> bool:
+    """Stop where transformers initialised part of the model at random for want of weights; a missing
+    pooler alone (a classification checkpoint, such as ViTForImageClassification's, loaded as the base
+    model) only means the pooled output is untrained: then the class token is used (False)."""
+    untrained = [k for k in missing if not k.startswith("pooler.")]
+    if untrained:
+        raise ClipprobeError(f"model.name={name}: its weights lack {len(untrained)} tensor(s) of "
+                             f"{type(model).__name__} (e.g. {untrained[0]}), which transformers would initialise "
+                             "at random; use the repo of the base model, or model.weights=random")
+    return not missing
+
+
 def _weights_id(named: names.Named, config) -> str:
     if named.kind == names.RANDOM:   # the config decides the model: a changed config is other features
         digest = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:16]
@@ -110,16 +123,23 @@ def load_image(name: str, weights: str, layer: str = "auto") -> Encoder:
     sizing.require_fits(lambda: transformers.AutoModel.from_config(config), f"model.name={name}",
                         loads_weights=named.kind != names.RANDOM)
     torch.manual_seed(RANDOM_SEED)
+    pooler = True
     if named.kind == names.RANDOM:
         model = transformers.AutoModel.from_config(config)
     else:
-        model = transformers.AutoModel.from_pretrained(named.arch, **local)
+        verbosity = transformers.utils.logging.get_verbosity()
+        transformers.utils.logging.set_verbosity_error()   # its loading report: what it says is checked here
+        try:
+            model, info = transformers.AutoModel.from_pretrained(named.arch, output_loading_info=True, **local)
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
+        pooler = _check_loaded(model, sorted(info["missing_keys"]), name)
         checkpoint.require_finite(model.state_dict(), f"model.name={name}")
     if hasattr(model, "get_image_features") and hasattr(model, "vision_model"):
         model = model.vision_model   # CLIP, SigLIP, ...: the image tower alone
     model.eval().requires_grad_(False)
     prefix = _prefix_tokens(model, name) if layer == "cls_avgpatch" else 0
-    tower = HfTower(model, layer, prefix).eval()
+    tower = HfTower(model, layer, prefix, pooler).eval()
     transform = HfImageTransform(processor)
     probe = transform(Image.new("RGB", (64, 64))).unsqueeze(0)
     with torch.inference_mode():

@@ -23,7 +23,7 @@ from clipprobe.encode import catalog
 from clipprobe.errors import ClipprobeError
 
 RANDOM = "random"
-PRETRAINED = "pretrained"           # timm: the model's default tag; hf: the repo's (or directory's) weights
+PRETRAINED = "pretrained"   # open_clip: its first tag (OpenAI's where it has them); timm: its default tag; hf: its own
 CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")   # what open_clip requires of a config, else ignores it
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 HF_FILES = ("config.json", "preprocessor_config.json")
@@ -80,18 +80,21 @@ def _open_clip(name: str, arch: str, weights: str) -> Named:
     tags = catalog.get("open_clip")["pretrained"].get(arch, {})
     if weights == RANDOM:
         return Named("open_clip", arch, RANDOM, config=config)
-    if weights in tags:
-        entry = tags[weights]
+    if weights == PRETRAINED or weights in tags:
+        tag = next(iter(tags), "") if weights == PRETRAINED else weights   # open_clip lists OpenAI's first
+        if not tag:
+            raise ClipprobeError(f"model.weights={weights}: open_clip has no pretrained weights for {arch}; use "
+                                 "random, or a checkpoint path")
+        entry = tags[tag]
         if entry["hf_hub"]:
             repo, filename = os.path.split(entry["hf_hub"])
-            files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            where = hub_cached(repo, files)
+            where = hub_cached(repo, _weight_files(filename, "open_clip_pytorch_model.bin"))
         else:
             where = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(entry["url"])
             where = (str(where), where.is_file())
-        _require_reachable(where, f"model.weights={weights}: {arch} weights are")
-        return Named("open_clip", arch, "tag", tag=weights, config=config, cache=where[0], cached=where[1])
-    path = _checkpoint(weights, f"a pretrained tag of {arch} (tags: {', '.join(tags) or 'none'})")
+        _require_reachable(where, f"model.weights={weights}: {arch} weights ({tag}) are")
+        return Named("open_clip", arch, "tag", tag=tag, config=config, cache=where[0], cached=where[1])
+    path = _checkpoint(weights, f"a pretrained tag of {arch} (tags: {', '.join([PRETRAINED, *tags]) if tags else 'none'})")
     return Named("open_clip", arch, "file", path=path, config=config)
 
 
@@ -138,10 +141,7 @@ def _timm(name: str, arch: str, weights: str) -> Named:
                                  "random, or a checkpoint path")
         entry = tags[tag]
         if entry["hf_hub"]:
-            files = [entry["filename"]] if entry["filename"] else ["pytorch_model.bin"]
-            files += [f[:-4] + ".safetensors" if f != "pytorch_model.bin" else "model.safetensors"
-                      for f in files if f.endswith(".bin")]
-            where = hub_cached(entry["hf_hub"], files)
+            where = hub_cached(entry["hf_hub"], _weight_files(entry["filename"], "pytorch_model.bin"))
         else:
             torch_home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
             file = Path(os.path.expanduser(torch_home)) / "hub" / "checkpoints" / os.path.basename(entry["url"])
@@ -209,6 +209,17 @@ def _checkpoint(weights: str, tags: str) -> Path:
                                  f"{tags}, or random")
         return path
     raise ClipprobeError(f"model.weights={weights}: not {tags}, not a file, and not random")
+
+
+_SAFETENSORS = {"pytorch_model.bin": "model.safetensors", "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
+
+
+def _weight_files(filename: str, default: str) -> list[str]:
+    """The weights file a hub entry names (or the library's default), with the safetensors copy
+    that open_clip and timm load instead where the repo has one."""
+    filename = filename or default
+    safe = _SAFETENSORS.get(filename) or (filename[:-4] + ".safetensors" if filename.endswith((".bin", ".pth")) else "")
+    return [f for f in (safe, filename) if f]
 
 
 def hub_cached(repo: str, files: list[str]) -> tuple[str, bool]:

@@ -1,7 +1,8 @@
 """open_clip models (CLIP and its later variants) as a model source.
 
 Names in OpenAI's spelling (`ViT-B/32`, `ViT-L/14@336px`),
-open_clip's (`ViT-B-32`) or a model-config JSON; weights an open_clip pretrained tag, a checkpoint
+open_clip's (`ViT-B-32`) or a model-config JSON; weights an open_clip pretrained tag (`pretrained`:
+the model's first, OpenAI's where it has them), a checkpoint
 (OpenAI's TorchScript `.pt` or a state dict), or `random` (the untrained baseline, seeded).
 Probed on `encode_image` (`extract.layer: projection`, what `auto` gives) or the pooled features
 before the projection (`pre_projection`, what the CLIP paper probed)."""
@@ -81,9 +82,9 @@ def _load_model(name: str, weights: str):
     if named.kind == names.RANDOM:
         weights_id = f"random(seed={RANDOM_SEED})"
     elif named.kind == "tag":
-        kwargs["pretrained"] = weights
-        openai_origin = open_clip.get_pretrained_cfg(arch, weights).get("quick_gelu", False)
-        weights_id = f"{arch}/{weights}"
+        kwargs["pretrained"] = named.tag
+        openai_origin = open_clip.get_pretrained_cfg(arch, named.tag).get("quick_gelu", False)
+        weights_id = f"{arch}/{named.tag}"
     else:
         openai_origin = openai_origin or checkpoint.is_torchscript(named.path)
         weights_id = f"sha256:{file_sha256(named.path)}"
