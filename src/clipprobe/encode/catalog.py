@@ -81,5 +81,8 @@ def get(library: str) -> dict:
             last = (r.stderr.strip().splitlines() or ["no output"])[-1]
             raise ClipprobeError(f"cannot list {library}'s models ({last}); check that `import {library}` works")
         found = json.loads(r.stdout)
-    atomic.write_json(cached, found)
+    try:
+        atomic.write_json(cached, found)
+    except ClipprobeError:   # a read-only cache: the catalog is read again next time, nothing else changes
+        pass
     return found
