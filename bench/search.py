@@ -63,7 +63,7 @@ def features() -> tuple[np.ndarray, np.ndarray]:
         prepare(DataParams(name=str(folder)), prepared)
         enc = encoders.load_encoder(TINY, "random")
         cpu = torch.device("cpu")
-        spec = extract.spec(enc, TINY, "random", "projection", batch_size=100, shard_size=10_000, device=cpu,
+        spec = extract.spec(enc, TINY, "random", batch_size=100, shard_size=10_000, device=cpu,
                             dtype=torch.float32)
         extract.extract_split(enc, prepared, "train", out, spec, "bench", device=cpu, dtype=torch.float32,
                               workers=0)

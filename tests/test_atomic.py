@@ -97,7 +97,7 @@ def test_extraction_checks_the_space_its_features_need_before_it_starts(tmp_path
     enc = encoders.load_encoder(TINY, "random")
     monkeypatch.setattr(atomic, "free_space", lambda path: 1000)
     cpu = torch.device("cpu")
-    spec = extract.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu, dtype=torch.float32)
+    spec = extract.spec(enc, TINY, "random", batch_size=4, shard_size=7, device=cpu, dtype=torch.float32)
     with pytest.raises(atomic.DiskFull) as e:
         extract.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "fp", device=cpu,
                               dtype=torch.float32, workers=0)

@@ -23,7 +23,7 @@ def test_extraction_refuses_non_finite_features_naming_the_model_and_the_first_i
     with torch.no_grad():
         enc.visual.proj[:, 3] = value        # one feature of every image
     cpu = torch.device("cpu")
-    spec = extract.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu,
+    spec = extract.spec(enc, TINY, "random", batch_size=4, shard_size=7, device=cpu,
                         dtype=torch.float32)
     scratch = tmp_path / "scratch"
     with pytest.raises(ClipprobeError) as e:
