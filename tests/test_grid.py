@@ -1,12 +1,16 @@
-"""A queued grid end to end: `dvc exp run --queue` over 2 tiny models x 2 datasets, `dvc queue start`,
-then `clipprobe report`; then one model of each source (open_clip's ViT-B/32, a timm model, a local
-Hugging Face model directory) added to the grid. One grid for the whole module."""
+"""A grid end to end through `clipprobe grid` (DVC's queue underneath): 2 tiny models x 2 datasets
+with the queue's worker killed mid-grid, then `clipprobe report`; then the grid rerun with one model of
+each source (open_clip's ViT-B/32, a timm model, a local Hugging Face model directory) added: only
+their cells run; then a cell that fails. One project for the whole module."""
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -42,21 +46,41 @@ def _experiments(dest, env):
     return {ref.rsplit("/", 1)[1]: sha for sha, ref in (line.split() for line in refs if line.strip())}
 
 
-def _queue_and_run(dest, env, models, datasets, expected, *more):
-    # target evaluate: the linear probe's stages only (zero-shot and few-shot are tested on their own)
-    run(["dvc", "exp", "run", "--queue", "evaluate", "-S", f"model.name={','.join(models)}",
-         "-S", f"data.name={','.join(datasets)}", *more], dest, env)
-    run(["dvc", "queue", "start", "-j", "2"], dest, env)
-    deadline = time.monotonic() + 900
-    while True:   # cheap check first; then until the queue itself says it is done
-        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], dest, env)
-        if len(_experiments(dest, env)) >= expected:
-            status = run(["dvc", "queue", "status"], dest, env)
-            if "Queued" not in status and "Running" not in status:
-                break
-        time.sleep(0.5)
-    failed = [line.split()[1] for line in status.splitlines() if "Failed" in line]
-    assert not failed, status + "".join(run(["dvc", "queue", "logs", name], dest, env) for name in failed)
+def _workers(dest):
+    """PIDs of this project's DVC queue workers (`dvc exp queue-worker`, run in the project)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and b"queue-worker" in (d / "cmdline").read_bytes() and \
+                    Path(os.readlink(d / "cwd")) == dest:
+                pids.append(int(d.name))
+        except OSError:   # gone meanwhile, or not ours to read
+            pass
+    return pids
+
+
+def _grid(dest, env, models, datasets, *more, jobs=1, kill_after=None):
+    """`clipprobe grid` (target evaluate: the linear probe's stages; zero-shot and few-shot are tested
+    on their own); `kill_after`: SIGKILL the queue's worker once that grid line shows (mid-grid)."""
+    out = dest.parent / f"grid-{time.monotonic_ns()}.log"
+    cmd = [sys.executable, "-m", "clipprobe", "grid", "--models", ",".join(models), "--datasets", ",".join(datasets),
+           "--target", "evaluate", "-j", str(jobs), "--poll", "1", *more]
+    with open(out, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=dest, env=env, stdout=log, stderr=subprocess.STDOUT)
+    killed = []
+    try:
+        while kill_after and not killed:
+            assert proc.poll() is None, out.read_text()
+            if kill_after in out.read_text() and _workers(dest):
+                killed = _workers(dest)
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+        proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return SimpleNamespace(rc=proc.returncode, out=out.read_text(), killed=killed)
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +88,26 @@ def grid(tmp_path_factory):
     assert FASHION_MNIST.is_dir(), "Debian's dataset-fashion-mnist is not installed"
     base = tmp_path_factory.mktemp("grid")
     folder = str(make_image_folder(base / "colours", n_train=4, n_test=2, size=32))
+    broken = make_image_folder(base / "broken", n_train=2, n_test=1, size=32)
+    for f in (broken / "test").rglob("*.png"):
+        f.unlink()                                 # no test images: its prepare fails
     # C given (no search) and scikit-learn's solver (no torch optimiser to import): the cells are
     # what this module tests, not the probe
     dest, env = make_project(base / "project", model={"name": TINY, "weights": "random"}, C=1.0,
                              data={"limit_per_class": 4}, extract={"shard_size": 20}, train={"solver": "sklearn"})
     try:
         empty = _report(dest, env)
-        _queue_and_run(dest, env, MODELS, ["fashion-mnist", folder], expected=4)
+        first_run = _grid(dest, env, MODELS, ["fashion-mnist", folder], kill_after="1 done, 1 running")
         first, first_exps = _report(dest, env), _experiments(dest, env)
         sources = ["ViT-B/32", "timm:test_vit", f"hf:{_hf_model_dir(base / 'hf-vit')}"]
-        _queue_and_run(dest, env, sources, ["fashion-mnist"], 7, "-S", "model.weights=random")
+        second_run = _grid(dest, env, [*MODELS, *sources], ["fashion-mnist"], "-S", "model.weights=random", jobs=2)
         second, second_exps = _report(dest, env), _experiments(dest, env)
+        failing = _grid(dest, env, [TINY], [str(broken)])
     finally:
         subprocess.run(["dvc", "queue", "stop", "--kill"], cwd=dest, env=env, capture_output=True)
-    return SimpleNamespace(dest=dest, env=env, folder=folder, empty=empty, first=first, first_exps=first_exps,
-                           second=second, second_exps=second_exps, sources=sources)
+    return SimpleNamespace(dest=dest, env=env, folder=folder, broken=broken, empty=empty, first_run=first_run,
+                           first=first, first_exps=first_exps, second_run=second_run, second=second,
+                           second_exps=second_exps, sources=sources, failing=failing)
 
 
 def _headline(g, sha):
@@ -93,11 +122,20 @@ def test_report_on_zero_experiments_says_so_in_one_line(grid):
     assert grid.empty.stderr.count("\n") == 1 and grid.empty.stderr.startswith("no finished experiments")
 
 
+def test_a_grid_whose_worker_is_killed_mid_grid_still_finishes_every_cell(grid):
+    g = grid.first_run
+    assert g.killed and g.rc == 0, g.out
+    assert "grid: 4 cells; 0 finished already, 0 queued or running, queueing 4" in g.out
+    assert "grid: the queue has no worker left (" in g.out and "starting it again" in g.out
+    assert "grid: 4 of 4 cells finished" in g.out
+    assert "| tiny-clip.json | random | projection |" in g.out.split("# Leaderboard: 4 experiments")[1]   # ends with it
+
+
 def test_each_cell_of_the_queued_grid_is_its_experiments_metric(grid):
     r = grid.first
     assert r.rc == 0, r.stderr
     assert r.files == ["leaderboard.csv", "leaderboard.md", "leaderboard.png"]
-    assert len(grid.first_exps) == 4 and len(r.cells) == 4
+    assert len(grid.first_exps) >= 4 and len(r.cells) == 4
     assert {(c["model"], c["dataset"]) for c in r.cells} == {(m, d) for m in MODELS
                                                             for d in ("fashion-mnist", grid.folder)}
     for c in r.cells:
@@ -109,8 +147,10 @@ def test_each_cell_of_the_queued_grid_is_its_experiments_metric(grid):
 def test_models_of_every_source_added_to_the_grid_compute_only_their_own_cells(grid):
     r = grid.second
     assert r.rc == 0, r.stderr
+    assert grid.second_run.rc == 0 and "grid: 5 cells; 2 finished already, 0 queued or running, queueing 3" \
+        in grid.second_run.out, grid.second_run.out
     new = set(grid.second_exps) - set(grid.first_exps)
-    assert len(grid.second_exps) == 7 and len(new) == 3          # only the added models' experiments ran
+    assert len(new) == 3                                         # only the added models' experiments ran
     old_cells = {(c["model"], c["dataset"]): (c["value"], c["experiment"]) for c in grid.first.cells}
     cells = {(c["model"], c["dataset"]): (c["value"], c["experiment"]) for c in r.cells}
     assert {k: v for k, v in cells.items() if k[0] in MODELS} == old_cells
@@ -138,3 +178,17 @@ def test_report_of_an_unknown_experiment_is_one_clear_line(grid):
                        text=True)
     assert r.returncode == 1 and r.stderr.strip() == \
         "error: --exp no-such-exp: no finished experiment of that name or commit; `dvc exp show` lists them"
+
+
+def test_a_failed_cell_is_named_with_its_error_line_and_the_grid_says_so(grid):
+    g = grid.failing
+    assert g.rc == 1 and f"grid: FAILED {TINY} x {grid.broken}: error: {grid.broken / 'test'}: no usable images" \
+        in g.out, g.out
+    assert "grid: 0 of 1 cells finished, 1 failed" in g.out and "Leaderboard" not in g.out
+
+
+def test_a_typo_in_a_grid_stops_it_before_anything_is_queued(grid):
+    r = subprocess.run([sys.executable, "-m", "clipprobe", "grid", "--models", TINY, "--datasets", "cifar-10"],
+                       cwd=grid.dest, env=grid.env, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith("error: params.yaml: data.name must be one of")
+    assert "\n" not in r.stderr.strip()

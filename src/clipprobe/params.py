@@ -289,6 +289,11 @@ def parse(raw: dict) -> Params:
 
 
 def load(path: str | Path = "params.yaml") -> Params:
+    return parse(read(path))
+
+
+def read(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as written (a mapping, unvalidated): what DVC records as an experiment's params."""
     path = Path(path)
     if not path.is_file():
         raise ClipprobeError(f"{path}: params file not found; run from the project root")
@@ -302,7 +307,7 @@ def load(path: str | Path = "params.yaml") -> Params:
         key, line = duplicate
         raise ClipprobeError(f"{path}: key {key} appears twice (again on line {line}); keep one (YAML loaders "
                              "disagree on which wins, and DVC refuses the file)")
-    return parse(raw or {})
+    return raw or {}
 
 
 def _duplicate_key(node, prefix: str = "") -> tuple[str, int] | None:
