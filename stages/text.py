@@ -14,7 +14,7 @@ def main():
     p = params.load()
     info = prepared.read_info(PREPARED)
     classes = info["classes"]
-    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"])  # before the model
+    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"], own=info)  # before the model
     encoder = encoders.load_text_encoder(p.model.name, p.model.weights)
     emb = classifier.class_embeddings(encoder, ps, devices.pick_device("auto"))
     arrays = {"class_emb": emb}

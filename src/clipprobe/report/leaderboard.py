@@ -228,7 +228,13 @@ def short(value: str, dataset: bool = False) -> str:
     """The name of a path (an ImageFolder root, a model config, a checkpoint); other values as they are.
 
     Dataset names in the registry never hold a "/"; model names may (`ViT-B/32`), so a model
-    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~`."""
+    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~`.  A `wds:`
+    shard pattern shows as its dataset's folder, an `hf:` dataset as its folder or repo name."""
+    for prefix in ("wds:", "hf:") if dataset else ():
+        if value.startswith(prefix):
+            rest = value[len(prefix):].split("{")[0] if prefix == "wds:" else value[len(prefix):]
+            folder = PurePath(rest if prefix == "hf:" or rest.endswith("/") else PurePath(rest).parent).name
+            return f"{prefix}{folder}" if folder else value
     is_path = "/" in value if dataset else \
         value.endswith(_FILE_SUFFIXES) or value.startswith(("/", ".", "~"))
     return (PurePath(value).name or value) if is_path else value
