@@ -14,6 +14,7 @@ a column of strings the sorted distinct values.  Each row is located by file and
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,23 @@ def _datasets():
     return datasets
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_unless_reachable(datasets) -> None:
+    """Where the Hub cannot be reached, `datasets` in offline mode: it reads its cache or fails at
+    once, instead of retrying each request for half a minute."""
+    if not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
+        import huggingface_hub.constants
+
+        datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
 def _open(name: str) -> tuple[dict[str, list[Path]], dict]:
     """Each split's Arrow or Parquet files in row order, and each split's features."""
     datasets = _datasets()
@@ -56,6 +74,7 @@ def _open(name: str) -> tuple[dict[str, list[Path]], dict]:
             files = {s: [Path(f) for f in fs] for s, fs in builder.config.data_files.items()}
             return files, {s: _file_features(datasets, fs[0]) for s, fs in files.items()}
         else:
+            _offline_unless_reachable(datasets)
             loaded = datasets.load_dataset(where)
     except ClipprobeError:
         raise

@@ -26,7 +26,7 @@ from clipprobe.encode.towers import Encoder, place
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import ExtractParams, ModelParams
 
-ROW = "row"  # position in the prepared split: results may come back in any order
+ROW = "__row__"  # position in the prepared split (results may come back in any order); no prepared column
 
 
 def require_ray():
