@@ -66,7 +66,8 @@ def test_string_labels_give_sorted_class_names(hf, tmp_path):
     folder, _ = hf
     dd = hf_dataset_dict(folder)
     dd = datasets.DatasetDict({s: d.cast_column("label", datasets.Value("string")) for s, d in dd.items()})
-    dd = datasets.DatasetDict({s: d.map(lambda r: {"label": ["zebra", "ant", "moth"][int(r["label"])]}) for s, d in dd.items()})
+    names = ["zebra", "ant", "moth"]
+    dd = datasets.DatasetDict({s: d.map(lambda r: {"label": names[int(r["label"])]}) for s, d in dd.items()})
     dd.save_to_disk(str(tmp_path / "strings"))
     info = prepare(DataParams(name=f"hf:{tmp_path / 'strings'}"), tmp_path / "p")
     assert info["classes"] == ["ant", "moth", "zebra"]

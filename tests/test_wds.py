@@ -76,7 +76,8 @@ def test_features_from_shards_equal_the_image_folders_and_resume_per_feature_sha
         x_w, y_w, ids_w, m = store.read_features(tmp_path / f"wds_{split}")
         np.testing.assert_array_equal(x_w, x_f)
         assert (y_w == y_f).all() and (ids_w == ids_f).all() and m["dataset"] == name
-    assert prepared_data.sample_paths(prepared_data.read_split(tmp_path / "p_wds", "train"))[9] == "train/1.tar/train00009.png"
+    paths = prepared_data.sample_paths(prepared_data.read_split(tmp_path / "p_wds", "train"))
+    assert paths[9] == "train/1.tar/train00009.png"   # the feature store's path column: shard/member
 
     scratch = tmp_path / "resume"   # a killed run: shard 2 and the manifest missing
     shutil.copytree(tmp_path / "wds_train", scratch)
@@ -165,7 +166,8 @@ def test_a_pattern_matching_no_file_stops_inputs_and_prepare_naming_the_split(tm
     monkeypatch.chdir(tmp_path)
     name = _set(tmp_path, [GOOD])
     typo = name.replace("{split}", "{split}s")
-    for call in (lambda: inputs.data_listing(DataParams(name=typo)), lambda: prepare(DataParams(name=typo), tmp_path / "p")):
+    for call in (lambda: inputs.data_listing(DataParams(name=typo)),
+                 lambda: prepare(DataParams(name=typo), tmp_path / "p")):
         with pytest.raises(ClipprobeError, match=r"no file matches the pattern for split train \(.*/trains/0.tar\)"):
             call()
     with pytest.raises(ClipprobeError, match=r"needs \{split\} where the split's name goes"):

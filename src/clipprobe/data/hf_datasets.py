@@ -78,7 +78,7 @@ def _open(name: str) -> tuple[dict[str, list[Path]], dict]:
             loaded = datasets.load_dataset(where)
     except ClipprobeError:
         raise
-    except Exception as e:  # datasets raises FileNotFoundError, ConnectionError, ValueError, ... offline or for bad data
+    except Exception as e:  # datasets raises FileNotFoundError, ConnectionError, ValueError, ... (offline, bad data)
         raise ClipprobeError(f"data.name={name}: datasets cannot open it ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}); check the path or repo id (a repo id "
                              "needs the network the first time)") from None

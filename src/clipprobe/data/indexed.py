@@ -73,8 +73,9 @@ def wds_shards(name: str, p: DataParams) -> dict[str, list[Path]]:
                                  f"({_sample(expanded)}); check the path, or set data.splits.{split} to "
                                  "the split's name in it")
         if any(present[n:]):
+            later = expanded[n + present[n:].index(True)]
             raise ClipprobeError(f"data.name={name}: shard {expanded[n]} of split {split} is missing, but later "
-                                 f"ones exist ({expanded[n + present[n:].index(True)]}); restore it or narrow the braces")
+                                 f"ones exist ({later}); restore it or narrow the braces")
         count = expanded[0].parent / NSHARDS
         if n < len(expanded) and count.is_file() and count.read_text().strip().isdigit() \
                 and int(count.read_text()) != n:

@@ -82,7 +82,8 @@ def location_columns(names) -> list[str]:
     for cols in (("image",), ("path",), located.MEMBER, located.ROW):
         if set(cols) <= set(names):
             return list(cols)
-    raise ClipprobeError(f"a prepared table with columns {', '.join(names)} locates no image; rerun `dvc repro prepare`")
+    raise ClipprobeError(f"a prepared table with columns {', '.join(names)} locates no image; "
+                         "rerun `dvc repro prepare`")
 
 
 def sample_paths(table: pa.Table) -> list[str] | None:
