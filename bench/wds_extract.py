@@ -5,8 +5,9 @@ as an ImageFolder (train/ and a small test/) and writes the same files, byte for
 CLIP_benchmark-style shards (`--shards` of them, webdataset's TarWriter); `prepare` indexes both.
 Then the library's own `extract_split` embeds the train split of each, alternating, `--repeats`
 times, with every extract param at `auto` (on CPU: batches of 100 decoded in the main process);
-model loading is outside the timings.  Prints images/s of both, the ratio, and whether the
-features are equal.
+model loading is outside the timings.  Prints images/s of both, the ratio, the same in images
+per CPU second (this process's CPU time: steadier than wall time on a shared machine), and whether
+the features are equal.
 
     python bench/wds_extract.py                               # untrained ViT-B/32, 500 500x375 JPEGs
     python bench/wds_extract.py --model tests/tiny-clip.json  # a tiny model: the data path dominates
@@ -81,23 +82,27 @@ def main() -> None:
     encoder = towers.place(encoders.load_encoder(args.model, args.weights, "projection"), device, dtype)
     spec = extract.spec(encoder, args.model, args.weights, "projection", batch_size=batch, shard_size=10000,
                         device=device, dtype=dtype)
-    times, feats = {k: [] for k in sources}, {}
+    times, cpu, feats = {k: [] for k in sources}, {k: [] for k in sources}, {}
     for r in range(args.repeats + 1):   # the first round warms up both (page cache, allocator, oneDNN)
         for kind in sources:
             scratch = work / f"features-{kind}"
             shutil.rmtree(scratch, ignore_errors=True)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             extract.extract_split(encoder, work / f"prepared-{kind}", "train", scratch, spec, "bench", device=device,
                                   dtype=dtype, workers=workers)
             if r:
                 times[kind].append(time.perf_counter() - start)
+                cpu[kind].append(time.process_time() - start_cpu)
             feats[kind] = store.read_features(scratch)[0]
     rates = {k: args.images / statistics.median(v) for k, v in times.items()}
     print(f"untrained {args.model} ({args.weights}), {args.images} {args.image} JPEGs, CPU, {dtype}, batch {batch}, "
           f"{workers} workers, {torch.get_num_threads()} threads; median of {args.repeats}")
     for kind, v in times.items():
-        print(f"{kind:12s} {rates[kind]:8.1f} img/s  (runs: {', '.join(f'{t:.1f}' for t in v)} s)")
-    print(f"ratio wds / ImageFolder: {rates['wds shards'] / rates['ImageFolder']:.3f}; features equal: "
+        print(f"{kind:12s} {rates[kind]:8.1f} img/s  (wall: {', '.join(f'{t:.1f}' for t in v)} s; CPU time: "
+              f"{', '.join(f'{t:.1f}' for t in cpu[kind])} s)")
+    cpu_ratio = statistics.median(cpu["ImageFolder"]) / statistics.median(cpu["wds shards"])
+    print(f"ratio wds / ImageFolder: {rates['wds shards'] / rates['ImageFolder']:.3f} in images/s (wall), "
+          f"{cpu_ratio:.3f} in images per CPU second; features equal: "
           f"{np.array_equal(feats['wds shards'], feats['ImageFolder'])}")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work)

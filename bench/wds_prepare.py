@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import shutil
 import statistics
 import struct
@@ -103,6 +104,17 @@ def copy(data: Path, out: Path, counts: dict[str, int]) -> None:
                 writer.write_table(pa.table(rows, schema))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (prepare's scan workers)."""
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+
+
+def timed(fn) -> tuple[float, float]:
+    start, start_cpu = time.perf_counter(), cpu_seconds()
+    fn()
+    return time.perf_counter() - start, cpu_seconds() - start_cpu
+
+
 def size_of(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -133,24 +145,21 @@ def main() -> None:
     os.chdir(work)   # the hash cache (.cache/clipprobe/) is the working directory's, as a project's
     cache = work / ".cache" / "clipprobe" / "sha256.json"
 
-    times = {"cold": [], "index": [], "copy": []}
+    times, cpu = {"cold": [], "index": [], "copy": []}, {"cold": [], "index": [], "copy": []}
     for run in range(args.runs):
         cache.unlink(missing_ok=True)
-        shutil.rmtree(work / "prepared", ignore_errors=True)
-        start = time.perf_counter()
-        inputs.data_listing(p)
-        prepare(p, work / "prepared")
-        times["cold"].append(time.perf_counter() - start)
-        shutil.rmtree(work / "prepared")
-        start = time.perf_counter()
-        prepare(p, work / "prepared")   # after inputs: the shards' hashes are in the cache
-        times["index"].append(time.perf_counter() - start)
-        shutil.rmtree(work / "copied", ignore_errors=True)
-        start = time.perf_counter()
-        copy(data, work / "copied", counts)
-        times["copy"].append(time.perf_counter() - start)
-        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items()), flush=True)
+        steps = {"cold": lambda: (inputs.data_listing(p), prepare(p, work / "prepared")),
+                 "index": lambda: prepare(p, work / "prepared"),   # after inputs: the hashes are in the cache
+                 "copy": lambda: copy(data, work / "copied", counts)}
+        for k, step in steps.items():
+            shutil.rmtree(work / ("copied" if k == "copy" else "prepared"), ignore_errors=True)
+            wall, cpu_s = timed(step)
+            times[k].append(wall)
+            cpu[k].append(cpu_s)
+        print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s (CPU {cpu[k][-1]:.1f} s)" for k, v in times.items()),
+              flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     index_bytes, copy_bytes = size_of(work / "prepared"), size_of(work / "copied")
     print(f"data: {args.samples} samples, {sum(counts.values())} shards ({counts['train']} train, {counts['test']} "
           f"test), {data_bytes / 1e9:.2f} GB")
@@ -159,8 +168,10 @@ def main() -> None:
     print(f"inputs + prepare (cold hash cache):       median {med['cold']:.2f} s")
     print(f"copying path (webdataset -> Parquet):     median {med['copy']:.2f} s, writes {copy_bytes / 1e9:.2f} GB "
           f"= {100 * copy_bytes / data_bytes:.1f}% of the data")
-    print(f"ratio: prepare / copying = {med['index'] / med['copy']:.3f}; inputs + prepare cold / copying = "
+    print(f"ratio (wall): prepare / copying = {med['index'] / med['copy']:.3f}; inputs + prepare cold / copying = "
           f"{med['cold'] / med['copy']:.3f}")
+    print(f"CPU time (this process and its workers; the copy's disk writes are the kernel's): prepare "
+          f"{med_cpu['index']:.1f} s, inputs + prepare cold {med_cpu['cold']:.1f} s, copying {med_cpu['copy']:.1f} s")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work / "copied", ignore_errors=True)
     if not args.keep:

@@ -5,8 +5,9 @@ columns `id` (index in the source split), `label` (see labels.py), and either `i
 array-backed datasets), `path` (relative to `info.json`'s `root`, with the file's `sha256`), or for
 `wds:` and `hf:` sources, an index into their own files (`data.located`; with each file's `sha256`),
 plus `info.json`: the dataset's identity (name, classes, headline metric, split mapping, whether it
-is a registry dataset; an indexed source's own zero-shot `templates`).  Extraction and the text stage import this module, never the dataset loaders, so
-fixing a loader reruns `prepare` and nothing after it while its output is the same.
+is a registry dataset; an indexed source's own zero-shot `templates`).  Extraction and the text stage
+import this module, never the dataset loaders, so fixing a loader reruns `prepare` and nothing after
+it while its output is the same.
 """
 
 from __future__ import annotations

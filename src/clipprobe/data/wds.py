@@ -166,11 +166,14 @@ def load(p: DataParams) -> Source:
     pattern = indexed.wds_pattern(p.name)
     root, shards = indexed.wds_root(pattern), indexed.wds_shards(p.name, p)
     classes = _classes(p.name, shards["train"][0], root)
+    every = [s for paths in shards.values() for s in paths]
+    scans, digests = dict(zip(every, _scan_all(every))), dict(zip(every, hashcache.sha256s(every)))
     splits, skipped = {}, []
     for split, paths in shards.items():
         cols = {"shard": [], "member": [], "offset": [], "size": [], "sha256": []}
         labels = []
-        for path, found, digest in zip(paths, _scan_all(paths), hashcache.sha256s(paths)):
+        for path in paths:
+            found, digest = scans[path], digests[path]
             if found.damage:
                 if not p.skip_corrupt:
                     raise ClipprobeError(f"{path}: {found.damage}; re-copy or rewrite the shard, or set "
