@@ -17,7 +17,7 @@ def main():
     names = info["classes"]
     result = {**metrics.metrics(y, scores, clf.classes_, metric), "C": info["C"], "n_train": info["n_train"],
               "n_test": len(y), "n_skipped": len(manifest.get("skipped", [])),
-              "dataset": info["dataset"], "model": info["model"], "weights": info["weights"]}
+              "dataset": info["dataset"], "model": info["model"], "weights": info["weights"], "layer": info["layer"]}
     absent = [] if multi_label else metrics.absent_classes(y, names)
     if absent:  # mean_per_class_recall averages the other classes: say so where the number is
         result["classes_absent_from_test"] = absent

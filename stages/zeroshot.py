@@ -12,6 +12,11 @@ from clipprobe.zeroshot import score
 
 def main():
     meta = json.loads((TEXT / "embeddings.json").read_text())
+    if meta.get("text_tower") is False:   # the text stage's record: no score, and why
+        atomic.write_json(METRICS / "zeroshot.json", {k: meta[k] for k in ("dataset", "model", "weights",
+                                                                          "text_tower", "reason")})
+        print(f"zero-shot: skipped, {meta['reason']} ({meta['model']}); record in {METRICS / 'zeroshot.json'}")
+        return
     x, y, _, manifest = store.read_features(FEATURES / "test")
     identity.check(meta, manifest, ("arch", "weights_id", "classes"), str(FEATURES / "test"),
                    "the class embeddings were made for")

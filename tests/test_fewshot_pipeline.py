@@ -79,3 +79,22 @@ def test_bad_templates_file_stops_text_with_one_line_and_keeps_its_output(projec
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "zeroshot.templates=mine.yaml" in r.stderr and "'T-shirt/top'" in r.stderr
     assert (dest / "text" / "embeddings.npz").read_bytes() == before
+
+
+def test_a_model_without_a_text_tower_runs_every_stage_with_a_record_for_zero_shot(project):
+    dest, env, _ = project
+    _set_params(dest, "zeroshot", templates="src/clipprobe/prompts.json")
+    _set_params(dest, "model", name="timm:test_vit", weights="random")
+    out = run(["dvc", "repro"], dest, env)
+    assert {"extract", "text", "zeroshot", "fewshot", "compare"} <= _ran(out)
+    assert _json(dest, "accuracy")["layer"] == "pre_logits"          # extract.layer: auto, timm's default
+    zs = _json(dest, "zeroshot")
+    assert zs == {"dataset": "fashion-mnist", "model": "timm:test_vit", "weights": "random", "text_tower": False,
+                  "reason": "timm models are image towers only"}
+    assert not (dest / "text" / "embeddings.npz").exists()
+    cmp = _json(dest, "compare")
+    assert cmp["zeroshot"] is None and cmp["zeroshot_worth_shots"] is None
+    assert cmp["zeroshot_skipped"] == "timm models are image towers only"
+    assert list(cmp["fewshot"]) == list(_json(dest, "fewshot")["results"]) != []   # the curve is still there
+    assert "zero-shot                    - (timm models are image towers only)" in out
+    assert (dest / "plots" / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -142,6 +142,20 @@ def test_a_zeroshot_json_of_another_run_is_not_shown():
                                    "(zero-shot cell left empty)")]
 
 
+def test_a_model_without_a_text_tower_shows_a_dash_for_zero_shot_and_its_layer_as_its_source_resolved_it():
+    timm_acc = {**ACC, "model": "timm:test_vit", "layer": "pre_logits"}
+    no_tower = {"dataset": "cifar10", "model": "timm:test_vit", "weights": "random", "text_tower": False,
+                "reason": "timm models are image towers only"}
+    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json()),
+                               exp("t", "timm:test_vit", "cifar10", timm_acc, layer="auto", zeroshot=no_tower)])
+    timm_row = ("timm:test_vit", "random", "pre_logits")     # extract.layer: auto, as accuracy.json records it
+    assert timm_row in board.rows and board.skipped == []
+    zero_shot = next(t for t in board.tables if t.title == ZERO_SHOT)
+    assert zero_shot.value(timm_row, ("cifar10", "top1")) is None
+    md = leaderboard.markdown(board).split("## Zero-shot")[1]
+    assert "| timm:test_vit | random | pre_logits | - | - |" in md and "| RN50 | random | projection | **75.00** |" in md
+
+
 def test_experiments_without_a_headline_are_listed_not_shown():
     bad = Experiment(name="no-metrics", params={"model": {"name": "RN50"}, "data": {"name": "dtd"}})
     board = leaderboard.build([*GRID, bad, exp("broken", "RN50", "mnist", {"top5": 99.0})])
@@ -153,6 +167,9 @@ def test_experiments_without_a_headline_are_listed_not_shown():
 def test_labels_shorten_paths_but_not_openai_model_names():
     assert leaderboard.labels(["ViT-B/32", "/x/tests/tiny-clip.json", "RN50", "./ckpt.pt"]) == {
         "ViT-B/32": "ViT-B/32", "/x/tests/tiny-clip.json": "tiny-clip.json", "RN50": "RN50", "./ckpt.pt": "ckpt.pt"}
+    assert leaderboard.labels(["hf:/models/dinov2-small", "hf:facebook/dinov2-base", "timm:convnext_base"]) == {
+        "hf:/models/dinov2-small": "hf:dinov2-small", "hf:facebook/dinov2-base": "hf:facebook/dinov2-base",
+        "timm:convnext_base": "timm:convnext_base"}
     assert leaderboard.labels(["/data/pets", "cifar10"], dataset=True) == {"/data/pets": "pets", "cifar10": "cifar10"}
     assert leaderboard.labels(["/a/pets", "/b/pets"], dataset=True) == {"/a/pets": "/a/pets", "/b/pets": "/b/pets"}
     assert leaderboard.labels(["wds:/data/wds_cifar10/{split}/{0..9}.tar", "hf:/data/pets", "hf:owner/food"],

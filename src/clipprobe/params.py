@@ -19,7 +19,9 @@ from clipprobe.errors import ClipprobeError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-LAYERS = ("projection", "pre_projection")
+# what the features are; each model source takes some (encode/openclip, timm_models, hf_models) and
+# resolves auto to its documented default: projection for open_clip, pre_logits for timm and hf
+LAYERS = ("auto", "projection", "pre_projection", "pre_logits", "cls_avgpatch")
 SOLVERS = ("sklearn", "torch")
 ENGINES = ("local", "ray")
 # C outside these bounds changes no fit (beyond 1e12 the L2 term is below float32 resolution of the
@@ -66,7 +68,7 @@ class ExtractParams:
     batch_size: int | str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    layer: str = "projection"
+    layer: str = "auto"
     workers: int | str = "auto"
     shard_size: int = 10000
     engine: str = "local"

@@ -1,18 +1,20 @@
 """What the `inputs` stage writes down: the user's files that DVC cannot see in params.yaml.
 
 The files behind `data.name`, `model.name` and `model.weights` are listed or hashed so that DVC
-compares them by content.
+compares them by content; the model params are checked here too.
 
 The `inputs` stage runs on every `dvc repro` (`always_changed`), and first, so it stays cheap (it
-imports no torch and decodes nothing) and it is where `data.name` is checked against the registry:
-a typo stops here, in a second, before `prepare` downloads anything.  It writes
+imports no torch and decodes nothing) and it is where `data.name` is checked against the registry
+and `model.name` / `model.weights` against the model source (`encode.names`): a typo, or pretrained
+weights that cannot be had offline, stop here, in seconds, before `prepare` downloads anything.  It writes
 - the data listing: every file of an ImageFolder that `prepare` reads (the walk is
   `folders.files_by_class`, prepare's own), one `path size mtime_ns` line each; for `wds:` and
   `hf:` sources every shard or dataset file with its SHA-256 too (`hashcache`: read once, then
   looked up by path, size and mtime), since `prepare` indexes them without reading their images;
   `prepare` depends on it, so an added, removed, renamed or rewritten image or shard reruns it;
-- the model record: `model.name` and `model.weights`, with the SHA-256 of each that names a
-  file; `extract` depends on it, so a checkpoint or config replaced in place reruns extraction.
+- the model record: `model.name` and `model.weights`, with the SHA-256 of each file they name (and
+  of each file of a Hugging Face model directory); `extract` depends on it, so a checkpoint, config
+  or model directory changed in place reruns extraction.
 Where nothing changed, both come out byte-identical and DVC reruns nothing after them.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from clipprobe import hashcache
 from clipprobe.data import folders, indexed, registry
+from clipprobe.encode import names
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import DataParams, ModelParams
 
@@ -72,10 +75,20 @@ def _stat(entry: os.DirEntry) -> os.stat_result:
 
 
 def model_record(p: ModelParams, cache: Path = hashcache.SHA256_CACHE) -> dict:
-    """`model.name` and `model.weights`, each with its content hash where it is a file."""
+    """`model.name` and `model.weights`, checked (`encode.names`: a typo, a tag the model lacks, or
+    weights neither cached nor downloadable stop here, before `prepare`), with the content hash of
+    each file they name: a checkpoint, a model-config JSON, every file of a Hugging Face model
+    directory; and the cached revision of weights from the Hugging Face hub."""
+    named = names.check(p.name, p.weights)
     record = {"name": p.name, "weights": p.weights}
-    for key in ("name", "weights"):
-        path = Path(getattr(p, key))
-        if path.is_file() and (key == "weights" or path.suffix == ".json"):
-            record[f"{key}_sha256"] = hashcache.sha256(path, cache)
+    if named.config is not None:
+        record["name_sha256"] = hashcache.sha256(named.config, cache)
+    if named.path is not None:
+        record["weights_sha256"] = hashcache.sha256(named.path, cache)
+    if named.source == "hf" and Path(named.arch).is_dir():
+        folder = Path(named.arch)
+        record["name_files"] = {f.name: hashcache.sha256(f, cache) for f in sorted(folder.iterdir())
+                                if f.is_file() and not f.name.startswith(".")}
+    if named.cached and names.hub_revision(named.cache):
+        record["weights_revision"] = names.hub_revision(named.cache)
     return record

@@ -87,10 +87,11 @@ class Spec:
     precision: str
 
 
-def spec(encoder: Encoder, model: str, weights: str, layer: str, *, batch_size: int, shard_size: int,
+def spec(encoder: Encoder, model: str, weights: str, *, batch_size: int, shard_size: int,
          device: torch.device, dtype: torch.dtype) -> Spec:
-    """The one place a `Spec` is built: the extract stage, the benchmarks and the tests call it."""
-    return Spec(model=model, arch=encoder.arch, weights=weights, weights_id=encoder.weights_id, layer=layer,
+    """The one place a `Spec` is built: the extract stage, the benchmarks and the tests call it.
+    The layer is the encoder's (`extract.layer` with `auto` resolved by the model's source)."""
+    return Spec(model=model, arch=encoder.arch, weights=weights, weights_id=encoder.weights_id, layer=encoder.layer,
                 preprocess=repr(encoder.preprocess),
                 preprocess_split=type(preprocess.for_model(encoder.preprocess)).__name__,
                 batch_size=batch_size, shard_size=shard_size, device=device.type,

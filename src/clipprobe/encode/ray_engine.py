@@ -75,7 +75,8 @@ class Embedder:
             return
         if repr(encoder.preprocess) != expected_preprocess:  # the fingerprint holds the driver's
             self.error = ClipprobeError("a Ray actor builds another preprocess than the driver; install "
-                                        "the same clipprobe and open_clip versions on every node")
+                                        "the same clipprobe and model library (open_clip, timm, transformers) "
+                                        "versions on every node")
             return
         self.device, self.dtype = torch.device(device), dtype
         self.encoder = place(encoder, self.device, dtype)   # as the local engine does

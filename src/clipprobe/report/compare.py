@@ -30,12 +30,16 @@ def shots_worth(curve: dict[int, float], zeroshot: float) -> float | str | None:
 
 def compare(fewshot: dict, zeroshot: dict, full: dict) -> dict:
     """`metrics/compare.json` from the three stages' metrics, on the dataset's headline metric
-    (`metric`: top-1 for most, as the paper's Figure 7 compares each dataset on its own)."""
+    (`metric`: top-1 for most, as the paper's Figure 7 compares each dataset on its own).  A model
+    without a text tower has no zero-shot score: `zeroshot` and what it is worth are null, and
+    `zeroshot_skipped` says why."""
     curve = {int(k): r["score_mean"] for k, r in fewshot["results"].items()}
+    zs = zeroshot.get("score")
+    skipped = {} if zs is not None else {"zeroshot_skipped": zeroshot.get("reason", "no zero-shot score")}
     return {"dataset": full.get("dataset"), "model": full.get("model"), "weights": full.get("weights"),
-            "metric": full["metric"], "full_data": full["score"], "zeroshot": zeroshot["score"],
+            "metric": full["metric"], "full_data": full["score"], "zeroshot": zs,
             "fewshot": {str(k): v for k, v in sorted(curve.items())},
-            "zeroshot_worth_shots": shots_worth(curve, zeroshot["score"])}
+            "zeroshot_worth_shots": None if zs is None else shots_worth(curve, zs), **skipped}
 
 
 def plot(fewshot: dict, result: dict, path: Path) -> None:
@@ -59,8 +63,11 @@ def plot(fewshot: dict, result: dict, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no few-shot k could be run (see metrics/fewshot.json)", transform=ax.transAxes,
                 ha="center", va="center")
-    ax.axhline(result["zeroshot"], color="C3", linestyle="--",
-               label=f"zero-shot {result['zeroshot']:.1f}% (worth {result['zeroshot_worth_shots']} shots)")
+    if result["zeroshot"] is not None:
+        ax.axhline(result["zeroshot"], color="C3", linestyle="--",
+                   label=f"zero-shot {result['zeroshot']:.1f}% (worth {result['zeroshot_worth_shots']} shots)")
+    else:   # a legend line without a mark: what happened to zero-shot
+        ax.plot([], [], " ", label=f"zero-shot: - ({result.get('zeroshot_skipped', 'no score')})")
     ax.axhline(result["full_data"], color="C2", linestyle=":",
                label=f"full-data linear probe {result['full_data']:.1f}%")
     if ks:
@@ -89,6 +96,9 @@ def summary(metrics_dir: Path = Path("metrics")) -> str:
                      f"({len(r['per_seed'])} seeds)")
     lines += [f"  few-shot k={s['k']} skipped: class {s['class']!r} has {s['have']} {s['split']} images"
               for s in fewshot["skipped"]]
-    lines.append(f"  zero-shot               {result['zeroshot']:6.2f}% "
-                 f"(worth {result['zeroshot_worth_shots']} labelled images per class)")
+    if result["zeroshot"] is None:
+        lines.append(f"  zero-shot                    - ({result.get('zeroshot_skipped', 'no score')})")
+    else:
+        lines.append(f"  zero-shot               {result['zeroshot']:6.2f}% "
+                     f"(worth {result['zeroshot_worth_shots']} labelled images per class)")
     return "\n".join(lines)

@@ -6,7 +6,8 @@ What each experiment contributes (files as DVC collects them for it):
 
 - linear probe: `accuracy.json`'s `score` (named by `metric`) where it has one, else its `top1`;
 - zero-shot: `zeroshot.json`, the same rule, where it names the model, weights and dataset of the
-  experiment's accuracy.json (a file left over from another run is not shown);
+  experiment's accuracy.json (a file left over from another run is not shown); a model without a
+  text tower (its record says `text_tower: false`) has no zero-shot cell ("-");
 - few-shot: `fewshot.json`, one table per number of shots k: `results[k]`'s `score_mean` (the mean
   over seeds of the headline metric the file's `metric` names), else its `top1_mean`.
 
@@ -131,7 +132,15 @@ def row_of(e: Experiment) -> Row:
     acc = e.metrics.get("accuracy.json", {})
     return (str(_section(e.params, "model.name") or acc.get("model", "?")),
             str(_section(e.params, "model.weights") or acc.get("weights", "?")),
-            str(_section(e.params, "extract.layer") or acc.get("layer", "projection")))
+            _layer(_section(e.params, "extract.layer"), acc))
+
+
+def _layer(param, accuracy: dict) -> str:
+    """The layer as the features were made (`auto` resolved by the model's source, as accuracy.json
+    records it), else as the params say."""
+    if param in (None, "auto") and accuracy.get("layer"):
+        return str(accuracy["layer"])
+    return str(param or "projection")
 
 
 def dataset_of(e: Experiment) -> str:
@@ -191,7 +200,7 @@ def build(experiments: list[Experiment], duplicates: str = "latest") -> Leaderbo
 
     for (row, dataset), e in kept.items():
         put((0, 0), PROBE, row, dataset, headline(e.metrics["accuracy.json"]), e)
-        if "zeroshot.json" in e.metrics:
+        if "zeroshot.json" in e.metrics and e.metrics["zeroshot.json"].get("text_tower") is not False:
             zs = headline(e.metrics["zeroshot.json"])
             if zs is None or not _same_run(e.metrics["zeroshot.json"], e.metrics["accuracy.json"]):
                 skipped.append((e.name, "its zeroshot.json has no score or top1, or is another run's "
@@ -228,16 +237,19 @@ def short(value: str, dataset: bool = False) -> str:
     """The name of a path (an ImageFolder root, a model config, a checkpoint); other values as they are.
 
     Dataset names in the registry never hold a "/"; model names may (`ViT-B/32`), so a model
-    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~`.  A `wds:`
-    shard pattern shows as its dataset's folder, an `hf:` dataset as its folder or repo name."""
-    for prefix in ("wds:", "hf:") if dataset else ():
-        if value.startswith(prefix):
-            rest = value[len(prefix):].split("{")[0] if prefix == "wds:" else value[len(prefix):]
-            folder = PurePath(rest if prefix == "hf:" or rest.endswith("/") else PurePath(rest).parent).name
-            return f"{prefix}{folder}" if folder else value
-    is_path = "/" in value if dataset else \
-        value.endswith(_FILE_SUFFIXES) or value.startswith(("/", ".", "~"))
-    return (PurePath(value).name or value) if is_path else value
+    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~` (after the
+    `hf:` of a Hugging Face model directory, which stays).  A `wds:` shard pattern shows as its
+    dataset's folder, an `hf:` dataset as its folder or repo name."""
+    for source in ("wds:", "hf:") if dataset else ():
+        if value.startswith(source):
+            rest = value[len(source):].split("{")[0] if source == "wds:" else value[len(source):]
+            folder = PurePath(rest if source == "hf:" or rest.endswith("/") else PurePath(rest).parent).name
+            return f"{source}{folder}" if folder else value
+    prefix = "hf:" if not dataset and value.startswith("hf:") else ""
+    rest = value[len(prefix):]
+    is_path = "/" in rest if dataset else \
+        rest.endswith(_FILE_SUFFIXES) or rest.startswith(("/", ".", "~"))
+    return prefix + (PurePath(rest).name or rest) if is_path else value
 
 
 def labels(values, dataset: bool = False) -> dict[str, str]:
