@@ -80,7 +80,7 @@ def main() -> None:
     dtype = devices.pick_precision("auto", device)
     batch, workers = extract.loader_settings("auto", "auto", device)
     encoder = towers.place(encoders.load_encoder(args.model, args.weights, "projection"), device, dtype)
-    spec = extract.spec(encoder, args.model, args.weights, "projection", batch_size=batch, shard_size=10000,
+    spec = extract.spec(encoder, args.model, args.weights, batch_size=batch, shard_size=10000,
                         device=device, dtype=dtype)
     times, cpu, feats = {k: [] for k in sources}, {k: [] for k in sources}, {}
     for r in range(args.repeats + 1):   # the first round warms up both (page cache, allocator, oneDNN)

@@ -45,7 +45,7 @@ def test_prepare_indexes_rows_in_place_and_features_equal_the_image_folders(hf, 
 
     encoder = towers.place(encoders.load_encoder(TINY, "random"), CPU, FP32)
     prepare(DataParams(name=str(folder)), tmp_path / "p_folder")
-    spec = extract.spec(encoder, TINY, "random", "projection", batch_size=4, shard_size=5, device=CPU, dtype=FP32)
+    spec = extract.spec(encoder, TINY, "random", batch_size=4, shard_size=5, device=CPU, dtype=FP32)
     for prepared, out in ((tmp_path / "p", tmp_path / "hf_f"), (tmp_path / "p_folder", tmp_path / "folder_f")):
         extract.extract_split(encoder, prepared, "test", out, spec, "fp", device=CPU, dtype=FP32, workers=0)
     x_h, y_h, ids_h, _ = store.read_features(tmp_path / "hf_f")

@@ -38,7 +38,7 @@ def encoder():
 
 
 def _extract(encoder, prepared, split, scratch, shard_size=5):
-    spec = extract.spec(encoder, TINY, "random", "projection", batch_size=4, shard_size=shard_size, device=CPU,
+    spec = extract.spec(encoder, TINY, "random", batch_size=4, shard_size=shard_size, device=CPU,
                         dtype=FP32)
     fp = extract.split_fingerprint(spec, prepared, split)
     extract.extract_split(encoder, prepared, split, scratch, spec, fp, device=CPU, dtype=FP32, workers=0)
@@ -97,7 +97,7 @@ def test_a_rewritten_shard_changes_the_listing_and_the_features_fingerprint_a_to
     assert [line.split("\t")[0] for line in listing.splitlines()[1:]] == [
         "train/0.tar", "train/1.tar", "test/0.tar", "classnames.txt", "zeroshot_classification_templates.txt"]
     prepare(p, tmp_path / "before")
-    spec = extract.spec(encoder, TINY, "random", "projection", batch_size=4, shard_size=5, device=CPU, dtype=FP32)
+    spec = extract.spec(encoder, TINY, "random", batch_size=4, shard_size=5, device=CPU, dtype=FP32)
     fp = extract.split_fingerprint(spec, tmp_path / "before", "train")
 
     shard = wds_dir / "train" / "1.tar"
