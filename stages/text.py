@@ -23,7 +23,7 @@ def main():
             atomic.write_json(tmp / "embeddings.json", {**identity_keys, "text_tower": False, "reason": missing})
         print(f"text: no text tower for {p.model.name} ({missing}); zero-shot is skipped")
         return
-    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"])  # before the model
+    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"], own=info)  # before the model
     encoder = encoders.load_text_encoder(p.model.name, p.model.weights)
     emb, cuts = classifier.class_embeddings(encoder, ps, devices.pick_device("auto"))
     for c in cuts:

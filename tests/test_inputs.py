@@ -85,7 +85,8 @@ def test_inputs_stage_imports_neither_torch_nor_image_decoders():
 
 
 def test_an_unknown_dataset_name_stops_in_inputs_naming_the_param_and_the_choices(tmp_path):
-    with pytest.raises(ClipprobeError, match=r"data.name must be one of .*cifar10.* or an existing ImageFolder "
-                                             r"root with train/ and test/, got 'imagenet-21k'"):
+    with pytest.raises(ClipprobeError, match=r"data.name must be one of .*cifar10.*, an existing ImageFolder "
+                                             r"root with train/ and test/, wds:<shard pattern> or hf:<dataset>, "
+                                             r"got 'imagenet-21k'"):
         inputs.data_listing(DataParams(name="imagenet-21k"))
     assert inputs.data_listing(DataParams(name="cifar10")) == "path\tsize\tmtime_ns\n"   # named: no listing

@@ -172,6 +172,9 @@ def test_labels_shorten_paths_but_not_openai_model_names():
         "timm:convnext_base": "timm:convnext_base"}
     assert leaderboard.labels(["/data/pets", "cifar10"], dataset=True) == {"/data/pets": "pets", "cifar10": "cifar10"}
     assert leaderboard.labels(["/a/pets", "/b/pets"], dataset=True) == {"/a/pets": "/a/pets", "/b/pets": "/b/pets"}
+    assert leaderboard.labels(["wds:/data/wds_cifar10/{split}/{0..9}.tar", "hf:/data/pets", "hf:owner/food"],
+                              dataset=True) == {"wds:/data/wds_cifar10/{split}/{0..9}.tar": "wds:wds_cifar10",
+                                                "hf:/data/pets": "hf:pets", "hf:owner/food": "hf:food"}
 
 
 def test_metrics_of_an_experiment_are_read_by_file_name_those_under_metrics_first():

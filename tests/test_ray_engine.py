@@ -12,6 +12,7 @@ import pytest
 import ray
 import torch
 from conftest import TINY, assert_same_features, make_image_folder
+from indexed_sources import write_hf, write_wds
 
 from clipprobe import params
 from clipprobe.data import prepared as prepared_data
@@ -110,6 +111,20 @@ def test_ray_engine_reads_image_files_and_names_a_bad_one(tmp_path, local_ray, e
         _ray(encoder, prepared, "train", tmp_path / "broken", p)
     assert "dog/003.png: cannot decode image" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "broken" / store.MANIFEST).exists()
+
+
+def test_ray_engine_reads_shard_members_and_dataset_rows_as_the_local_engine(tmp_path, local_ray, encoder,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)   # the hash cache is the project's
+    folder = make_image_folder(tmp_path / "folder", n_train=8)
+    names = {"wds": write_wds(folder, tmp_path / "wds"), "hf": write_hf(folder, tmp_path / "hf")[1]}
+    p = _params(batch_size=5, shard_size=10)
+    for kind, name in names.items():
+        prepared = tmp_path / f"prepared-{kind}"
+        prepare(params.DataParams(name=name), prepared)
+        _local(encoder, prepared, "train", tmp_path / f"local-{kind}", p)
+        _ray(encoder, prepared, "train", tmp_path / f"ray-{kind}", p)
+        assert_same_features(tmp_path / f"local-{kind}", tmp_path / f"ray-{kind}")
 
 
 @pytest.mark.parametrize("source", ["timm", "hf"])

@@ -68,6 +68,7 @@ EDITS = {
     "data/registry": {"prepare"},
     "data/imagefolder": {"prepare"},
     "data/registered": {"prepare"},
+    "data/wds": {"prepare"},
     "data/prepared": {"prepare", "extract", "text"},
     "encode/openclip": {"extract", "text"},
     "encode/timm_models": {"extract", "text"},     # every loader is in both closures: the seam imports each

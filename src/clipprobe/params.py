@@ -32,12 +32,23 @@ C_MIN, C_MAX = 1e-12, 1e12
 
 
 @dataclass(frozen=True)
+class SplitNames:
+    """The source's names of the paper's splits, for `wds:` and `hf:` sources (val: optional)."""
+    train: str = "train"
+    val: str | None = "validation"
+    test: str = "test"
+
+
+@dataclass(frozen=True)
 class DataParams:
     name: str = "cifar10"
     root: str = "auto"          # see clipprobe.data.root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
     max_pixels: int | None = 178_956_970   # Pillow's own limit (data.prepared.MAX_PIXELS); null: none
+    image_column: str = "image"   # hf: the column of the images
+    label_column: str = "label"   # hf: the column of the labels
+    splits: SplitNames = SplitNames()
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,8 @@ def _int(key, v, minimum):
 
 def _check_data(p: DataParams) -> None:
     if not isinstance(p.name, str) or not p.name:   # which names exist: clipprobe.data.inputs
-        _fail("data.name", p.name, "a dataset name (see the README's Datasets) or an ImageFolder path")
+        _fail("data.name", p.name, "a dataset name (see the README's Datasets), an ImageFolder path, "
+              "wds:<pattern> or hf:<dataset>")
     if not isinstance(p.root, str) or not p.root:
         _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
     # auto: clipprobe.data.root's cache directory (not imported here: every stage imports params)
@@ -130,6 +142,19 @@ def _check_data(p: DataParams) -> None:
         _fail("data.skip_corrupt", p.skip_corrupt, "true or false")
     if p.max_pixels is not None:
         _int("data.max_pixels", p.max_pixels, 1)
+    for key in ("image_column", "label_column"):
+        if not isinstance(getattr(p, key), str) or not getattr(p, key):
+            _fail(f"data.{key}", getattr(p, key), "a column name of the hf: dataset")
+
+
+def _check_splits(p: SplitNames) -> SplitNames:
+    p = replace(p, val=p.val or None)   # `-S data.splits.val=` writes an empty string: no val split
+    for key in ("train", "val", "test"):
+        v = getattr(p, key)
+        if not (isinstance(v, str) and v and "/" not in v) and not (key == "val" and v is None):
+            _fail(f"data.splits.{key}", v, "the source's name of that split (no /)"
+                  + (", or empty for none" if key == "val" else ""))
+    return p
 
 
 def _check_model(p: ModelParams) -> None:
@@ -247,7 +272,7 @@ _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_mo
              "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
              "train": (TrainParams, _check_train), "fewshot": (FewshotParams, _check_fewshot),
              "zeroshot": (ZeroshotParams, _check_zeroshot)}
-_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
+_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray), "data.splits": (SplitNames, _check_splits)}
 
 
 _ABSENT = object()

@@ -243,7 +243,13 @@ def short(value: str, dataset: bool = False) -> str:
 
     Dataset names in the registry never hold a "/"; model names may (`ViT-B/32`), so a model
     or weights value counts as a path by its file suffix or a leading `/`, `.` or `~` (after the
-    `hf:` of a Hugging Face model directory, which stays)."""
+    `hf:` of a Hugging Face model directory, which stays).  A `wds:` shard pattern shows as its
+    dataset's folder, an `hf:` dataset as its folder or repo name."""
+    for source in ("wds:", "hf:") if dataset else ():
+        if value.startswith(source):
+            rest = value[len(source):].split("{")[0] if source == "wds:" else value[len(source):]
+            folder = PurePath(rest if source == "hf:" or rest.endswith("/") else PurePath(rest).parent).name
+            return f"{source}{folder}" if folder else value
     prefix = "hf:" if not dataset and value.startswith("hf:") else ""
     rest = value[len(prefix):]
     is_path = "/" in rest if dataset else \
