@@ -1,20 +1,21 @@
-"""compare: few-shot against zero-shot and the full-data probe -> metrics/compare.json (how many
-shots zero-shot is worth) and plots/fewshot.png."""
+"""compare: few-shot against zero-shot and the full-data probe -> results/compare.json (how many
+shots zero-shot is worth; notes on what the comparison rests on) and plots/fewshot.png."""
 
 import json
 
-from clipprobe import atomic
+from clipprobe import atomic, params
 from clipprobe.report import compare
-from clipprobe.stage import METRICS, PLOTS, run
+from clipprobe.stage import PLOTS, RESULTS, run
 
 
 def main():
-    fewshot, zeroshot, full = (json.loads((METRICS / f"{name}.json").read_text())
-                               for name in ("fewshot", "zeroshot", "accuracy"))
-    result = compare.compare(fewshot, zeroshot, full)
-    compare.plot(fewshot, result, PLOTS / "fewshot.png")
-    atomic.write_json(METRICS / "compare.json", result)
-    print(compare.summary(METRICS))
+    p = params.load()
+    fewshot, zeroshot, full = (json.loads((RESULTS / f"{name}.json").read_text())
+                               for name in ("fewshot", "zeroshot", "evaluate"))
+    result = compare.compare(fewshot, zeroshot, full, p.data.limit_per_class)
+    compare.plot(result, PLOTS / "fewshot.png")
+    atomic.write_json(RESULTS / "compare.json", result)
+    print(compare.summary(RESULTS))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def main():
         arrays["image_proj"] = encoder.image_proj.float().numpy()
     meta = {**{k: info.get(k) for k in identity.DATA_KEYS}, "model": p.model.name, "arch": encoder.arch,
             "weights": p.model.weights, "weights_id": encoder.weights_id,
-            "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source}
+            "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source,
+            "params": {"zeroshot.templates": p.zeroshot.templates}}   # what zero-shot's record names as its protocol
     with atomic.folder(TEXT) as tmp:   # text/ is whole or absent
         np.savez(tmp / "embeddings.npz", **arrays)
         atomic.write_json(tmp / "embeddings.json", meta)
