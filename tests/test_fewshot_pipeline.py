@@ -1,8 +1,10 @@
 """End to end: the few-shot, zero-shot and compare stages in one reproduced DVC project."""
 
 import csv
+import io
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -134,6 +136,17 @@ def test_a_tune_only_experiment_shows_no_linear_probe_or_zero_shot_number_of_the
     assert [c["experiment"] for c in cells if c["dataset"] == folder] == ["folder-evaluate"]
     assert "folder-tune, evaluate: results/evaluate.json is from data.name=fashion-mnist" in r.stdout
     assert "Not shown: folder-tune (none of its results is its own" in r.stdout
+
+
+def test_the_readmes_one_row_view_of_dvc_exp_show_is_one_row_per_experiment_and_its_scores(project, targeted):
+    dest, env, _ = project
+    line = next(ln for ln in (REPO / "README.md").read_text().splitlines() if ln.strip().startswith("dvc exp show --"))
+    rows = list(csv.DictReader(io.StringIO(_stdout([*shlex.split(line.strip()), "--csv"], dest, env))))
+    assert set(rows[0]) - {"rev", "typ", "parent"} == {
+        "Experiment", "Created", "data.name", "model.name", "params.yaml:C", "metrics/accuracy.json:score",
+        "metrics/zeroshot.json:score", "1-shot.score", "2-shot.score"}
+    assert {r["Experiment"] for r in rows} >= {"folder-evaluate", "folder-tune"}
+    assert len(rows) == len({r["rev"] for r in rows})            # one row each: workspace, baseline, experiments
 
 
 def test_fewshot_param_reruns_only_fewshot_and_its_comparison(project):

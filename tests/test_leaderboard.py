@@ -106,8 +106,8 @@ def test_experiments_that_differ_in_protocol_are_separate_rows_labelled_by_what_
     board = leaderboard.build([auto, given, small])
     t = table(board)
     labels = render.row_labels(t.rows)
-    assert sorted(labels.values()) == ["RN50 · random · C=0.316 · all images", "RN50 · random · C=auto · 20 per class",
-                                       "RN50 · random · C=auto · all images"]
+    assert sorted(labels.values()) == ["RN50 · random · C=0.316 · all images",
+                                       "RN50 · random · C=auto · 20 per class", "RN50 · random · C=auto · all images"]
     assert {labels[r]: c.experiment for (r, _), c in t.cells.items()} == {
         "RN50 · random · C=auto · all images": "searched", "RN50 · random · C=0.316 · all images": "given",
         "RN50 · random · C=auto · 20 per class": "small"}

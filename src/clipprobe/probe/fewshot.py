@@ -216,10 +216,10 @@ def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots,
             low, high = intervals.percentile(intervals.distribution(metric if name == "score" else name, data))
             entry[name] = {"value": round(float(values.mean()), 4), "low": low, "high": high,
                            "std": round(float(values.std()), 4)}
-        entry["per_seed"] = {str(r.seed): {"top1": r.test["top1"], "mean_per_class_recall": r.test["mean_per_class_recall"],
-                                           "C": r.C, "val_score": r.val_score, "n_iter": sum(r.n_iters),
-                                           "converged": max_iter is None or all(i < max_iter for i in r.n_iters)}
-                             for r in rs}
+        entry["per_seed"] = {str(r.seed): {
+            "top1": r.test["top1"], "mean_per_class_recall": r.test["mean_per_class_recall"], "C": r.C,
+            "val_score": r.val_score, "n_iter": sum(r.n_iters),
+            "converged": max_iter is None or all(i < max_iter for i in r.n_iters)} for r in rs}
         out["results"][str(k)] = entry
     out["skipped"] = [{"k": s.k, "class": classes[s.label], "split": s.split, "have": s.have, "need": s.need}
                       for s in skipped]

@@ -97,11 +97,12 @@ def plot(result: dict, path: Path) -> None:
         if m is None:
             continue
         ax.axhspan(m["low"], m["high"], color=color, alpha=0.12, linewidth=0)
-        ax.axhline(m["value"], color=color, linestyle=style, label=f"{label}: {m['value']:.1f}% [{m['low']:.1f}, {m['high']:.1f}]")
+        ax.axhline(m["value"], color=color, linestyle=style,
+                   label=f"{label}: {m['value']:.1f}% [{m['low']:.1f}, {m['high']:.1f}]")
     ax.set_xlabel("labelled training images per class (log2 scale)")
     ax.set_ylabel(f"test {names.metric(result['metric'])} (%), {result['n_test']} images")
-    ax.set_title(f"{names.short(result['dataset'], dataset=True)}: {names.short(result['model'])} ({names.short(result['weights'])})",
-                 fontsize=11)
+    ax.set_title(f"{names.short(result['dataset'], dataset=True)}: {names.short(result['model'])} "
+                 f"({names.short(result['weights'])})", fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
@@ -120,15 +121,17 @@ def summary(results_dir: Path = Path("results")) -> str:
     """The three results in a few lines, as `make demo` prints them."""
     fewshot = json.loads((results_dir / "fewshot.json").read_text())
     result = json.loads((results_dir / "compare.json").read_text())
-    lines = [f"{names.short(result['dataset'], dataset=True)}, {names.short(result['model'])} ({result['weights']}), test "
-             f"{result['metric']} on {result['n_test']} images [95% interval]:",
-             f"  {result['full_data_label'] + ' linear probe':<34} {_score(result['full_data'])}"]
+    full = f"{result['full_data_label']} linear probe"
+    width = max(len(full), 20)
+    lines = [f"{names.short(result['dataset'], dataset=True)}, {names.short(result['model'])} ({result['weights']}), "
+             f"test {names.metric(result['metric'])} on {result['n_test']} images [95% interval]:",
+             f"  {full:<{width}} {_score(result['full_data'])}"]
     for k, r in result["fewshot"].items():
-        lines.append(f"  {k + '-shot linear probe':<34} {_score(r)} ± {r['std']:.2f} over {result['seeds']} seeds")
+        lines.append(f"  {k + '-shot linear probe':<{width}} {_score(r)} ± {r['std']:.2f} over {result['seeds']} seeds")
     lines += [f"  few-shot k={s['k']} skipped: class {s['class']!r} has {s['have']} {s['split']} images"
               for s in fewshot["skipped"]]
     worth = f" (worth {result['zeroshot_worth_shots']} labelled images per class)" if result["zeroshot"] else \
         f" ({result.get('zeroshot_skipped') or 'not scored'})"
-    lines.append(f"  {'zero-shot':<34} {_score(result['zeroshot'])}{worth}")
+    lines.append(f"  {'zero-shot':<{width}} {_score(result['zeroshot'])}{worth}")
     lines += [f"  note: {n}" for n in result["notes"]]
     return "\n".join(lines)

@@ -32,7 +32,8 @@ def plot(path: Path, y: np.ndarray | None, pred: np.ndarray | None, names: list[
                 "metrics/per_class.csv holds each class's 11-point AP", ha="center", va="center")
     else:
         display = ConfusionMatrixDisplay.from_predictions(
-            y, pred, labels=np.arange(k), display_labels=names if k <= MAX_NAMES else None, ax=ax, cmap="Blues", colorbar=True,
+            y, pred, labels=np.arange(k), display_labels=names if k <= MAX_NAMES else None, ax=ax, cmap="Blues",
+            colorbar=True,
             include_values=k <= MAX_COUNTS, values_format="d", xticks_rotation="vertical",
             text_kw={"fontsize": 8 if k <= 12 else 6})
         title += f" ({len(y)} images" + (", counts by colour only)" if k > MAX_COUNTS else ")")

@@ -34,6 +34,7 @@ def plot(path: Path, dataset: str, metric: str, C: float, fits: list[tuple[float
         ax.set_xlim(min(cs) / 3, max(cs) * 3)
         title = f"{names.short(dataset, dataset=True)}: C search"
     else:
+        ax.axvspan(1e-6, 1e6, color="C0", alpha=0.07, linewidth=0, label="the range C: auto searches")
         ax.axvline(C, color="C3", linewidth=2, label=f"C = {C:.3g}, given (no search)")
         ax.set_xlim(1e-7, 1e7)
         ax.set_yticks([])

@@ -24,6 +24,8 @@ from clipprobe.report.render import Diffs, row_labels, title
 DPI = 150
 CELL_W, CELL_H = 0.95, 0.56     # inches: room for "[99.9, 100.0]" at 6 pt and three lines of text
 GAP = 0.35                      # between panels
+BAR_H = 1.2                     # the colour bar's height
+TITLE_CHAR = 0.075              # inches per character of a 9 pt panel title
 WRAP = 15                       # characters per line of a column label (7 pt fits a cell's width)
 
 
@@ -35,7 +37,8 @@ def _column_label(column) -> str:
 
 def _panel(table, baseline: str | None, diffs: Diffs):
     """values, colour values (points off the reference), and each cell's text lines."""
-    cols, base = [*table.columns, None], table.row_of.get(baseline) if baseline else None
+    # a mean over one column would repeat it
+    cols, base = [*table.columns, *([None] if len(table.columns) > 1 else [])], table.row_of.get(baseline)
     values = np.full((len(table.rows), len(cols)), np.nan)
     text = [[[] for _ in cols] for _ in table.rows]
     for i, r in enumerate(table.rows):
@@ -88,21 +91,24 @@ def draw(board: Leaderboard, path: str | Path, baseline: str | None = None, diff
     panels = [(t, *_panel(t, baseline, diffs)) for t in board.tables]
     lim = _scale(board, panels)
 
-    layout, x, previous = [], 0.0, None     # (x, width, y labels or None) per panel, in inches
+    layout, x, previous = [], 0.0, None     # (x, width, y labels or None, title) per panel, in inches
     for t, cols, _, _, _ in panels:
         labels = [row_labels(t.rows)[r] for r in t.rows]
         shown = labels if labels != previous else None
         x += _label_width(labels) if shown else GAP
-        layout.append((x, CELL_W * len(cols), shown))
-        x += CELL_W * len(cols)
+        width = CELL_W * len(cols)
+        layout.append((x, width, shown, textwrap.fill(title(board, t), max(8, int(width / TITLE_CHAR)),
+                                                      break_on_hyphens=False)))
+        x += width
         previous = labels
-    n_rows = max(len(t.rows) for t in board.tables)
+    height = max(CELL_H * max(len(t.rows) for t in board.tables), BAR_H)
     lines = max(_column_label(c).count("\n") + 1 for t in board.tables for c in t.columns)
-    fig_w, fig_h = x + 1.4, 0.4 + CELL_H * n_rows + 0.13 * lines + 0.45
+    head = 0.15 + 0.17 * max(p[3].count("\n") + 1 for p in layout)
+    fig_w, fig_h = x + 1.4, head + height + 0.13 * lines + 0.3
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=DPI)
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#f0f0f0")
-    top = fig_h - 0.4
-    for (table, cols, values, off, text), (x0, width, ylabels) in zip(panels, layout):
+    top = fig_h - head
+    for (table, cols, values, off, text), (x0, width, ylabels, heading) in zip(panels, layout):
         height = CELL_H * len(table.rows)
         ax = fig.add_axes([x0 / fig_w, (top - height) / fig_h, width / fig_w, height / fig_h])
         image = ax.imshow(np.ma.masked_invalid(off), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto",
@@ -124,8 +130,8 @@ def draw(board: Leaderboard, path: str | Path, baseline: str | None = None, diff
         ax.set_yticks(np.arange(len(table.rows) + 1) - 0.5, minor=True)
         ax.grid(which="minor", color="white", linewidth=1.5)
         ax.tick_params(which="minor", length=0)
-        ax.set_title(title(board, table), fontsize=9)
-    cax = fig.add_axes([(x + 0.3) / fig_w, (top - CELL_H * n_rows) / fig_h, 0.15 / fig_w, CELL_H * n_rows / fig_h])
+        ax.set_title(heading, fontsize=9)
+    cax = fig.add_axes([(x + 0.3) / fig_w, (top - BAR_H) / fig_h, 0.15 / fig_w, BAR_H / fig_h])
     bar = fig.colorbar(image, cax=cax)
     bar.ax.tick_params(labelsize=7)
     bar.set_label("points vs " + ("baseline" if baseline else "column mean"), fontsize=7)

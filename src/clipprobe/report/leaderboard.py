@@ -93,7 +93,7 @@ class Leaderboard:
     shown: list[Experiment]
     replaced: list[tuple[str, Row, str, Experiment, list[Experiment]]]   # table, row, dataset, kept, dropped
     skipped: list[tuple[str, str]]                                       # experiment, why nothing of it is shown
-    not_run: list[tuple[str, str, str]]                                  # experiment, stage, why its file is not its own
+    not_run: list[tuple[str, str, str]]                                  # experiment, stage, why it is not its own
     shared: dict[str, str]                                               # protocol params every experiment shares
     notes: list[tuple[str, str]] = field(default_factory=list)           # experiment, note
 
