@@ -46,7 +46,8 @@ def _features(root, n_per_class=8, n_test=4, dim=6, seed=0):
         d = root / "features" / split
         store.write_shard(d, 0, np.arange(len(y)), y, x)
         store.write_manifest(d, {"split": split, "dataset": "toy", "classes": CLASSES, "metric": "top1",
-                                 "multi_label": False, "rows": len(y), "embed_dim": dim, "shards": [store.shard_name(0)],
+                                 "multi_label": False, "rows": len(y), "embed_dim": dim,
+                                 "shards": [store.shard_name(0)],
                                  "fingerprint": f"fp-{split}", "model": "m", "arch": "a", "weights": "random",
                                  "weights_id": "random", "layer": "projection"})
 
@@ -69,7 +70,8 @@ def test_tune_train_and_evaluate_record_unconverged_fits_and_the_small_validatio
     probe = json.loads((project / "probe" / "probe.json").read_text())
     record = json.loads((project / "results" / "evaluate.json").read_text())
     assert tune["converged"] is False and tune["n_val"] == 5 and len(tune["notes"]) == 2
-    assert re.match(r"the C search validated on 5 images, 1 of class '\w+' \(fewer than 5 per class\)", tune["notes"][0])
+    assert re.match(r"the C search validated on 5 images, 1 of class '\w+' \(fewer than 5 per class\)",
+                    tune["notes"][0])
     assert tune["notes"][1].startswith("C search: ") and "stopped at train.max_iter=2" in tune["notes"][1]
     assert probe["converged"] is False and probe["n_iter"] == 2
     assert record["notes"][:2] == tune["notes"] and "the full-data probe: the fit stopped" in record["notes"][2]

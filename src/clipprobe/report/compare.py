@@ -127,7 +127,8 @@ def summary(results_dir: Path = Path("results")) -> str:
              f"test {names.metric(result['metric'])} on {result['n_test']} images [95% interval]:",
              f"  {full:<{width}} {_score(result['full_data'])}"]
     for k, r in result["fewshot"].items():
-        lines.append(f"  {k + '-shot linear probe':<{width}} {_score(r)} ± {r['std']:.2f} over {result['seeds']} seeds")
+        lines.append(f"  {k + '-shot linear probe':<{width}} {_score(r)} ± {r['std']:.2f} over "
+                     f"{result['seeds']} seeds")
     lines += [f"  few-shot k={s['k']} skipped: class {s['class']!r} has {s['have']} {s['split']} images"
               for s in fewshot["skipped"]]
     worth = f" (worth {result['zeroshot_worth_shots']} labelled images per class)" if result["zeroshot"] else \
