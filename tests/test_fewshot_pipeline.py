@@ -149,6 +149,41 @@ def test_the_readmes_one_row_view_of_dvc_exp_show_is_one_row_per_experiment_and_
     assert len(rows) == len({r["rev"] for r in rows})            # one row each: workspace, baseline, experiments
 
 
+def test_compare_and_report_baseline_pair_two_experiments_over_the_same_test_images(project, targeted):
+    dest, env, _ = project
+    for name, C in (("c-small", 0.001), ("c-large", 100)):
+        run(["dvc", "exp", "run", "--temp", "-n", name, "evaluate", "-S", f"C={C}"], dest, env)
+    r = subprocess.run([sys.executable, "-m", "clipprobe", "compare", "c-small", "c-large"], cwd=dest, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("| linear probe |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1:4] == ["tiny-clip.json · random · C=0.001 (c-small)", "tiny-clip.json · random · C=100 (c-large)",
+                          "fashion-mnist (top-1, n=120)"] and cells[8] == "exact McNemar"
+    from scipy.stats import binomtest
+
+    from clipprobe.results import read_predictions
+    a, b = (read_predictions(_at(dest, env, n, "results/evaluate.parquet")) for n in ("c-small", "c-large"))
+    right_a, right_b = a["prediction"] == a["label"], b["prediction"] == b["label"]
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    assert float(cells[4]) - float(cells[5]) == pytest.approx((right_a.mean() - right_b.mean()) * 100, abs=0.01)
+    assert float(cells[7]) == pytest.approx(binomtest(only_a, only_a + only_b).pvalue, rel=1e-2)
+    r, rows = _report(dest, env, "--baseline", "c-large", "--exp", "c-small,c-large")
+    assert "difference from tiny-clip.json · random · C=100 (c-large)" in r.stdout
+    small = next(row for row in rows if row["experiment"] == "c-small")
+    assert small["p_holm"] and float(small["diff_low"]) <= float(small["diff"]) <= float(small["diff_high"])
+    r = subprocess.run([sys.executable, "-m", "clipprobe", "compare", "folder-evaluate", "c-large"], cwd=dest,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "share no dataset and test set" in r.stderr
+
+
+def _at(dest, env, name, path) -> bytes:
+    """The bytes of `path` at experiment `name`'s commit."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], dest, env).split()
+    ref = next(ref for ref in refs if ref.endswith("/" + name))
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=dest, env=env, capture_output=True, check=True).stdout
+
+
 def test_fewshot_param_reruns_only_fewshot_and_its_comparison(project):
     dest, env, _ = project
     out = run(["dvc", "exp", "run", "-S", "fewshot.shots=[1,4]"], dest, env)

@@ -20,6 +20,7 @@ from datetime import datetime
 from clipprobe import notes as notes_
 from clipprobe.errors import ClipprobeError
 from clipprobe.report.attribution import flatten, foreign
+from clipprobe.report.names import short
 
 PROBE, ZERO_SHOT = "linear probe", "zero-shot"
 STAGES = ("evaluate", "zeroshot", "fewshot")
@@ -220,10 +221,11 @@ def build(experiments: list[Experiment], strict: bool = False) -> Leaderboard:
         if t is not None:
             t.row_of.update((name, row) for name in exps)
     for t in tables.values():
-        t.columns.sort()
+        t.columns.sort(key=lambda c: (short(c[0], dataset=True), c))
         t.rows = sorted({r for r, _ in t.cells} | set(t.row_of.values()), key=lambda r, t=t: _rank(t, r))
-    first = next(iter(protocols.values()), {})
-    shared = {k: v for k, v in first.items() if all(p.get(k) == v for p in protocols.values())}
+    first = next(iter(protocols.values()), {})   # the protocol params every experiment shares, that a table shown reads
+    shared = {k: v for k, v in first.items() if all(p.get(k) == v for p in protocols.values())
+              and any(relevant(k, t.stage) for t in tables.values())}
     return Leaderboard([tables[k] for k in sorted(tables)], list(shown.values()),
                        sorted(replaced, key=lambda x: (x[0], x[1], x[2])), skipped, not_run, shared,
                        list(dict.fromkeys(said)))
