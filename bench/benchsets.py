@@ -43,7 +43,7 @@ def build(cache: Path) -> None:
     encoder = encoders.load_encoder(MODEL, WEIGHTS, LAYER)
     device, dtype = torch.device("cpu"), precision()
     towers.place(encoder, device, dtype)
-    spec = extract.spec(encoder, MODEL, WEIGHTS, LAYER, batch_size=100, shard_size=5000, device=device, dtype=dtype)
+    spec = extract.spec(encoder, MODEL, WEIGHTS, batch_size=100, shard_size=5000, device=device, dtype=dtype)
     root = features_dir(cache)
     for split in ("train", "test"):
         out = root / split

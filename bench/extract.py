@@ -159,7 +159,7 @@ def canonical(model, dataset, n: int, device: torch.device, dtype: torch.dtype) 
 
 
 def clipprobe_extract(encoder, prepared: Path, scratch: Path, args, device, dtype, jpeg_on_device=None) -> np.ndarray:
-    spec = extract.spec(encoder, args.model, args.weights, "projection", batch_size=args.batch, shard_size=10000,
+    spec = extract.spec(encoder, args.model, args.weights, batch_size=args.batch, shard_size=10000,
                          device=device, dtype=dtype)
     extract.extract_split(encoder, prepared, "bench", scratch, spec, "bench", device=device, dtype=dtype,
                            workers=args.workers_n, jpeg_on_device=jpeg_on_device)
@@ -219,7 +219,7 @@ def scaling(actor_counts: list[int], prepared: Path, split: str = "train", *, mo
         for i, n in enumerate(actor_counts):
             p = params.parse({**base, "extract": {**base["extract"], "ray": {"actors": n}}})
             start = time.perf_counter()
-            spec = extract.spec(encoder, model, weights, p.extract.layer, batch_size=batch_size,
+            spec = extract.spec(encoder, model, weights, batch_size=batch_size,
                                  shard_size=shard_size, device=device, dtype=dtype)
             manifest = ray_engine.extract_split(encoder, prepared, split, Path(tmp) / f"run{i}", spec, "bench",
                                                 model=p.model, extract=p.extract, device=device, dtype=dtype)

@@ -21,7 +21,7 @@ def main():
     if not on_ray:  # Ray actors load their own copies
         towers.place(encoder, device, dtype)
 
-    spec = extract.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=batch_size,
+    spec = extract.spec(encoder, p.model.name, p.model.weights, batch_size=batch_size,
                         shard_size=p.extract.shard_size, device=device, dtype=dtype)
     fps = {s: extract.split_fingerprint(spec, PREPARED, s) for s in splits}
     extract.forget_other_runs(set(fps.values()))

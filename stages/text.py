@@ -14,14 +14,20 @@ def main():
     p = params.load()
     info = prepared.read_info(PREPARED)
     classes = info["classes"]
-    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"])  # before the model
+    identity_keys = {**{k: info.get(k) for k in identity.DATA_KEYS}, "model": p.model.name, "weights": p.model.weights}
+    missing = encoders.no_text_tower(p.model.name)
+    if missing:   # zero-shot is skipped with a record, not an error: the image tower is still probed
+        with atomic.folder(TEXT) as tmp:
+            atomic.write_json(tmp / "embeddings.json", {**identity_keys, "text_tower": False, "reason": missing})
+        print(f"text: no text tower for {p.model.name} ({missing}); zero-shot is skipped")
+        return
+    ps = prompts.load(p.zeroshot.templates, info["dataset"], classes, named=info["named"], own=info)  # before the model
     encoder = encoders.load_text_encoder(p.model.name, p.model.weights)
     emb = classifier.class_embeddings(encoder, ps, devices.pick_device("auto"))
     arrays = {"class_emb": emb}
     if encoder.image_proj is not None:
         arrays["image_proj"] = encoder.image_proj.float().numpy()
-    meta = {**{k: info.get(k) for k in identity.DATA_KEYS}, "model": p.model.name, "arch": encoder.arch,
-            "weights": p.model.weights, "weights_id": encoder.weights_id,
+    meta = {**identity_keys, "arch": encoder.arch, "weights_id": encoder.weights_id,
             "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source,
             "params": {"zeroshot.templates": p.zeroshot.templates}}   # what zero-shot's record names as its protocol
     with atomic.folder(TEXT) as tmp:   # text/ is whole or absent

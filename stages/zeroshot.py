@@ -14,6 +14,15 @@ from clipprobe.zeroshot import score
 
 def main():
     meta = json.loads((TEXT / "embeddings.json").read_text())
+    if meta.get("text_tower") is False:   # the text stage's record: no score, and why
+        record = {**results.identity(store.read_manifest(FEATURES / "test")), "params": meta.get("params", {}),
+                  "text_tower": False, "skipped": meta["reason"], "notes": []}
+        atomic.write_json(RESULTS / "zeroshot.json", record)
+        atomic.write_json(METRICS / "zeroshot.json", results.metrics_file(record))
+        results.write_predictions(RESULTS / "zeroshot.parquet", np.zeros(0), np.zeros(0, np.int64),
+                                  np.zeros((0, len(meta["classes"]))), np.arange(len(meta["classes"])))
+        print(f"zero-shot: skipped, {meta['reason']} ({meta['model']}); record in {RESULTS / 'zeroshot.json'}")
+        return
     x, y, ids, manifest = store.read_features(FEATURES / "test")
     identity.check(meta, manifest, ("arch", "weights_id", "classes"), str(FEATURES / "test"),
                    "the class embeddings were made for")

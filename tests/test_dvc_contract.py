@@ -77,7 +77,8 @@ def test_only_inputs_and_prepare_import_the_registry():
 
 def test_extraction_and_text_import_no_dataset_loader():
     loaders = {f"src/clipprobe/data/{m}.py" for m in ("registry", "registered", "readers", "downloads",
-                                                      "imagefolder", "folders", "root", "sources", "prepare")}
+                                                      "imagefolder", "folders", "root", "sources", "prepare",
+                                                      "wds", "hf_datasets", "indexed")}
     for name in ("extract", "text", "tune", "train", "evaluate", "fewshot", "zeroshot", "compare"):
         assert not _closure(name) & loaders, f"stage {name} imports {sorted(_closure(name) & loaders)}"
 

@@ -106,7 +106,7 @@ def _prepare(source, tmp_path):
 
 
 def _extract(enc, prepared, scratch, dtype, workers=0):
-    spec = extract.spec(enc, TINY, "random", "projection", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
+    spec = extract.spec(enc, TINY, "random", batch_size=32, shard_size=50, device=CPU, dtype=dtype)
     return extract.extract_split(enc, prepared, "train", scratch, spec, "t", device=CPU, dtype=dtype,
                                   workers=workers)
 

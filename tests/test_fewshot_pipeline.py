@@ -158,8 +158,9 @@ def test_compare_and_report_baseline_pair_two_experiments_over_the_same_test_ima
     assert r.returncode == 0, r.stderr
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("| linear probe |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[1:4] == ["tiny-clip.json · random · C=0.001 (c-small)", "tiny-clip.json · random · C=100 (c-large)",
-                          "fashion-mnist (top-1, n=120)"] and cells[8] == "exact McNemar"
+    assert cells[1:4] == ["tiny-clip.json · random · projection · C=0.001 (c-small)",
+                          "tiny-clip.json · random · projection · C=100 (c-large)", "fashion-mnist (top-1, n=120)"]
+    assert cells[8] == "exact McNemar"
     from scipy.stats import binomtest
 
     from clipprobe.results import read_predictions
@@ -169,7 +170,7 @@ def test_compare_and_report_baseline_pair_two_experiments_over_the_same_test_ima
     assert float(cells[4]) - float(cells[5]) == pytest.approx((right_a.mean() - right_b.mean()) * 100, abs=0.01)
     assert float(cells[7]) == pytest.approx(binomtest(only_a, only_a + only_b).pvalue, rel=1e-2)
     r, rows = _report(dest, env, "--baseline", "c-large", "--exp", "c-small,c-large")
-    assert "difference from tiny-clip.json · random · C=100 (c-large)" in r.stdout
+    assert "difference from tiny-clip.json · random · projection · C=100 (c-large)" in r.stdout
     small = next(row for row in rows if row["experiment"] == "c-small")
     assert small["p_holm"] and float(small["diff_low"]) <= float(small["diff"]) <= float(small["diff_high"])
     r = subprocess.run([sys.executable, "-m", "clipprobe", "compare", "folder-evaluate", "c-large"], cwd=dest,
@@ -217,3 +218,24 @@ def test_bad_templates_file_stops_text_with_one_line_and_keeps_its_output(projec
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "zeroshot.templates=mine.yaml" in r.stderr and "'T-shirt/top'" in r.stderr
     assert (dest / "text" / "embeddings.npz").read_bytes() == before
+
+
+def test_a_model_without_a_text_tower_runs_every_stage_with_a_record_for_zero_shot(project):
+    dest, env, _ = project
+    _set_params(dest, "zeroshot", templates="src/clipprobe/prompts.json")
+    _set_params(dest, "model", name="timm:test_vit", weights="random")
+    out = run(["dvc", "repro"], dest, env)
+    assert {"extract", "text", "zeroshot", "fewshot", "compare"} <= _ran(out)
+    assert _json(dest, "evaluate", "results")["layer"] == "pre_logits"   # extract.layer: auto, timm's default
+    zs = _json(dest, "zeroshot", "results")
+    assert {k: zs[k] for k in ("dataset", "model", "weights", "text_tower", "skipped")} == {
+        "dataset": "fashion-mnist", "model": "timm:test_vit", "weights": "random", "text_tower": False,
+        "skipped": "timm models are image towers only"}
+    assert _json(dest, "zeroshot") == {} and "metric" not in zs          # numbers only: no score, none made up
+    assert not (dest / "text" / "embeddings.npz").exists()
+    cmp = _json(dest, "compare", "results")
+    assert cmp["zeroshot"] is None and cmp["zeroshot_worth_shots"] is None
+    assert cmp["zeroshot_skipped"] == "timm models are image towers only"
+    assert list(cmp["fewshot"]) == list(_json(dest, "fewshot", "results")["results"]) != []   # the curve is still there
+    assert re.search(r"zero-shot +- \(timm models are image towers only\)", out)
+    assert (dest / "plots" / "fewshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

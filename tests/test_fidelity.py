@@ -65,7 +65,7 @@ def _ours(weights, images, tmp_path, layer="projection"):
     info = prepare(DataParams(name=str(images)), prepared)
     enc = encoders.load_encoder(TINY_OPENAI, str(weights), layer)
     cpu = torch.device("cpu")
-    spec = extract.spec(enc, TINY_OPENAI, str(weights), layer, batch_size=5, shard_size=7, device=cpu,
+    spec = extract.spec(enc, TINY_OPENAI, str(weights), batch_size=5, shard_size=7, device=cpu,
                          dtype=torch.float32)
     manifest = extract.extract_split(enc, prepared, "train", tmp_path / "scratch", spec, "x", device=cpu,
                                       dtype=torch.float32, workers=0)

@@ -64,8 +64,8 @@ def test_model_record_hashes_files_and_rehashes_only_a_changed_one(tmp_path, mon
     record = inputs.model_record(ModelParams(name=TINY, weights=str(ckpt)), cache)
     assert record["weights_sha256"] == hashlib.sha256(b"weights one").hexdigest()
     assert record["name_sha256"] == hashlib.sha256(open(TINY, "rb").read()).hexdigest()
-    assert inputs.model_record(ModelParams(name="ViT-B/32", weights="openai"), cache) == \
-        {"name": "ViT-B/32", "weights": "openai"}
+    assert inputs.model_record(ModelParams(name="ViT-B/32", weights="random"), cache) == \
+        {"name": "ViT-B/32", "weights": "random"}
 
     calls = []
     real = hashlib.file_digest
@@ -85,7 +85,8 @@ def test_inputs_stage_imports_neither_torch_nor_image_decoders():
 
 
 def test_an_unknown_dataset_name_stops_in_inputs_naming_the_param_and_the_choices(tmp_path):
-    with pytest.raises(ClipprobeError, match=r"data.name must be one of .*cifar10.* or an existing ImageFolder "
-                                             r"root with train/ and test/, got 'imagenet-21k'"):
+    with pytest.raises(ClipprobeError, match=r"data.name must be one of .*cifar10.*, an existing ImageFolder "
+                                             r"root with train/ and test/, wds:<shard pattern> or hf:<dataset>, "
+                                             r"got 'imagenet-21k'"):
         inputs.data_listing(DataParams(name="imagenet-21k"))
     assert inputs.data_listing(DataParams(name="cifar10")) == "path\tsize\tmtime_ns\n"   # named: no listing

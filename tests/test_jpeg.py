@@ -118,7 +118,7 @@ def test_vit_features_of_device_decoded_jpegs_match_the_pil_path(split, tmp_path
     """extract_split end to end, ViT-B/32 (random, fp32): cosine >= 0.999 to the PIL path, row by row."""
     prepared, _, _ = split
     enc = towers.place(encoders.load_encoder("ViT-B/32", "random"), CPU, torch.float32)
-    spec = extract.spec(enc, "ViT-B/32", "random", "projection", batch_size=4, shard_size=100, device=CPU,
+    spec = extract.spec(enc, "ViT-B/32", "random", batch_size=4, shard_size=100, device=CPU,
                          dtype=torch.float32)
     out = {}
     for on in (True, False):

@@ -72,8 +72,8 @@ def test_one_row_per_model_one_column_per_dataset_metric_and_test_set_size_and_t
 
 def test_each_cell_shows_its_interval_and_each_header_its_test_set_size():
     md = render.markdown(leaderboard.build(GRID))
-    assert "| model | cifar10 (top-1, n=100) | dtd (top-1, n=100) | mean |" in md
-    assert "| RN50 · random | 70.00 [67.50, 72.00] | **64.00** [61.50, 66.00] | **67.00** |" in md
+    assert "| model | weights | layer | cifar10 (top-1, n=100) | dtd (top-1, n=100) | mean |" in md
+    assert "| RN50 | random | projection | 70.00 [67.50, 72.00] | **64.00** [61.50, 66.00] | **67.00** |" in md
     row = next(r for r in csv_rows(leaderboard.build(GRID)) if r["experiment"] == "c")
     assert (row["value"], row["low"], row["high"], row["n_test"]) == ("70.0", "67.5", "72.0", "100")
 
@@ -106,11 +106,11 @@ def test_experiments_that_differ_in_protocol_are_separate_rows_labelled_by_what_
     board = leaderboard.build([auto, given, small])
     t = table(board)
     labels = render.row_labels(t.rows)
-    assert sorted(labels.values()) == ["RN50 · random · C=0.316 · all images",
-                                       "RN50 · random · C=auto · 20 per class", "RN50 · random · C=auto · all images"]
     assert {labels[r]: c.experiment for (r, _), c in t.cells.items()} == {
-        "RN50 · random · C=auto · all images": "searched", "RN50 · random · C=0.316 · all images": "given",
-        "RN50 · random · C=auto · 20 per class": "small"}
+        "RN50 · random · projection · C=auto · all images": "searched",
+        "RN50 · random · projection · C=0.316 · all images": "given",
+        "RN50 · random · projection · C=auto · 20 per class": "small"}
+    assert "| RN50 | random | projection | C=0.316, all images | 70.00 [67.50, 72.00] |" in render.markdown(board)
     assert board.replaced == []
 
 
@@ -126,7 +126,8 @@ def test_strict_stops_where_protocols_differ_or_a_cell_repeats():
     with pytest.raises(ClipprobeError, match=r"differ in protocol \(C = 0.316, auto\)"):
         leaderboard.build([exp("a", "RN50", "cifar10", 72.0, C="auto"), exp("b", "RN50", "cifar10", 70.0, C=0.316)],
                           strict=True)
-    with pytest.raises(ClipprobeError, match="2 experiments of one protocol for RN50 / random on cifar10: b, a"):
+    with pytest.raises(ClipprobeError, match="2 experiments of one protocol for RN50 / random / projection on "
+                                             "cifar10: b, a"):
         leaderboard.build([exp("a", "RN50", "cifar10", 70.0, minute=1), exp("b", "RN50", "cifar10", 71.0, minute=2)],
                           strict=True)
 
@@ -139,7 +140,7 @@ def test_duplicates_of_one_protocol_the_latest_wins_whatever_the_order_and_the_o
         assert cells(board)[("RN50", "cifar10")] == 72.0
         md = render.markdown(board)
         assert "the latest wins" in md
-        assert "linear probe, RN50 · random on cifar10: new-run (2025-01-01 12:02:00) over old-run" in md
+        assert "linear probe, RN50 · random · projection on cifar10: new-run (2025-01-01 12:02:00) over old-run" in md
 
 
 def test_a_record_of_another_dataset_or_model_is_not_run_in_this_experiment():
@@ -191,15 +192,18 @@ def test_zero_shot_and_few_shot_tables_from_the_records_their_stages_write():
     assert "## Zero-shot" in md and "## Few-shot, 1 shot" in md and " ±1.00 |" in md
 
 
-def test_a_zero_shot_skipped_for_want_of_a_text_tower_is_a_dash_and_a_note():
-    no_text = {"dataset": "cifar10", "model": "RN50", "weights": "random", "layer": "projection",
-               "skipped": "the model has no text tower"}
-    board = leaderboard.build([exp("a", "RN50", "cifar10", 80.0, zeroshot=no_text),
+def test_a_model_without_a_text_tower_shows_a_dash_for_zero_shot_and_its_layer_as_its_source_resolved_it():
+    timm = record("cifar10", "timm:test_vit", 80.0, layer="pre_logits", params={"C": 1.0})   # extract.layer: auto
+    no_tower = {"dataset": "cifar10", "model": "timm:test_vit", "weights": "random", "layer": "pre_logits",
+                "text_tower": False, "skipped": "timm models are image towers only"}
+    board = leaderboard.build([exp("t", "timm:test_vit", "cifar10", timm, layer="auto", zeroshot=no_tower),
                                exp("b", "ViT-B/32", "cifar10", 82.0, zeroshot=record("cifar10", "ViT-B/32", 60.0))])
+    assert ("timm:test_vit", "random", "pre_logits", ()) in table(board).rows and board.skipped == []
     assert cells(board, ZERO_SHOT) == {("ViT-B/32", "cifar10"): 60.0}
-    assert ("a", "zero-shot not scored: the model has no text tower") in board.notes
+    assert ("t", "zero-shot not scored: timm models are image towers only") in board.notes
     zero_shot = render.markdown(board).split("## Zero-shot")[1].split("##")[0]
-    assert "| RN50 · random | - | - |" in zero_shot and "| ViT-B/32 · random | **60.00** [57.50, 62.00]" in zero_shot
+    assert "| timm:test_vit | random | pre_logits | - | - |" in zero_shot
+    assert "| ViT-B/32 | random | projection | **60.00** [57.50, 62.00]" in zero_shot
 
 
 def test_notes_of_the_records_and_a_full_data_probe_smaller_than_the_largest_k_are_shown():
@@ -227,8 +231,9 @@ def test_differences_from_a_baseline_are_shown_and_bold_where_significant():
              (PROBE, vit, ("dtd", "top1", 100)): Difference("top1", 100, -14.0, -30.0, 1.0, 0.08, "exact McNemar",
                                                             0.08)}
     md = render.markdown(board, baseline="c", diffs=diffs)
-    assert "### Linear probe, full-data: difference from RN50 · random (c)" in md
-    assert "| ViT-B/32 · random | **+10.00 [+4.00, +16.00] p=0.002** | -14.00 [-30.00, +1.00] p=0.08 |" in md
+    assert "### Linear probe, full-data: difference from RN50 · random · projection (c)" in md
+    assert ("| ViT-B/32 | random | projection | **+10.00 [+4.00, +16.00] p=0.002** | -14.00 [-30.00, +1.00] p=0.08 |"
+            in md)
     rows = {r["dataset"]: r for r in csv_rows(board, diffs) if r["model"] == "ViT-B/32"}
     assert (rows["cifar10"]["significant"], rows["dtd"]["significant"]) == ("true", "false")
     assert t.row_of["c"] == rn50
@@ -237,8 +242,14 @@ def test_differences_from_a_baseline_are_shown_and_bold_where_significant():
 def test_labels_shorten_paths_but_not_openai_model_names():
     assert names.labels(["ViT-B/32", "/x/tests/tiny-clip.json", "RN50", "./ckpt.pt"]) == {
         "ViT-B/32": "ViT-B/32", "/x/tests/tiny-clip.json": "tiny-clip.json", "RN50": "RN50", "./ckpt.pt": "ckpt.pt"}
+    assert names.labels(["hf:/models/dinov2-small", "hf:facebook/dinov2-base", "timm:convnext_base"]) == {
+        "hf:/models/dinov2-small": "hf:dinov2-small", "hf:facebook/dinov2-base": "hf:facebook/dinov2-base",
+        "timm:convnext_base": "timm:convnext_base"}
     assert names.labels(["/data/pets", "cifar10"], dataset=True) == {"/data/pets": "pets", "cifar10": "cifar10"}
     assert names.labels(["/a/pets", "/b/pets"], dataset=True) == {"/a/pets": "/a/pets", "/b/pets": "/b/pets"}
+    assert names.labels(["wds:/data/wds_cifar10/{split}/{0..9}.tar", "hf:/data/pets", "hf:owner/food"],
+                        dataset=True) == {"wds:/data/wds_cifar10/{split}/{0..9}.tar": "wds:wds_cifar10",
+                                          "hf:/data/pets": "hf:pets", "hf:owner/food": "hf:food"}
 
 
 def _dpi(path):

@@ -42,6 +42,11 @@ def test_defaults_when_sections_missing():
     ({"train": {"device": "gpu"}}, "train.device"),
     ({"data": {"limit_per_class": 0}}, "data.limit_per_class"),
     ({"data": {"nmae": "cifar10"}}, "data.nmae"),
+    ({"data": {"image_column": ""}}, "data.image_column"),
+    ({"data": {"label_column": 3}}, "data.label_column"),
+    ({"data": {"splits": {"test": None}}}, "data.splits.test"),
+    ({"data": {"splits": {"train": "a/b"}}}, "data.splits.train"),
+    ({"data": {"splits": {"eval": "x"}}}, "data.splits.eval"),
     ({"optimizer": "adam"}, "optimizer"),
 ])
 def test_bad_params_name_the_culprit(raw, culprit):
@@ -66,6 +71,12 @@ def test_ray_params_nest_under_extract():
     assert (p.extract.ray.address, p.extract.ray.actors, p.extract.ray.gpus_per_actor) == ("auto", 4, 0.5)
     assert params.ray_device(p.extract) == "cuda"
     assert params.parse({"extract": {"ray": None}}).extract.ray == params.RayParams()
+
+
+def test_split_names_nest_under_data_and_an_empty_val_means_none():
+    p = params.parse({"data": {"name": "hf:/d", "splits": {"train": "fit", "val": "", "test": "eval"}}})
+    assert p.data.splits == params.SplitNames(train="fit", val=None, test="eval")
+    assert params.parse({}).data.splits == params.SplitNames(train="train", val="validation", test="test")
 
 
 def test_C_may_span_the_bounds_that_change_a_fit():

@@ -12,6 +12,7 @@ import pytest
 import ray
 import torch
 from conftest import TINY, assert_same_features, make_image_folder
+from indexed_sources import write_hf, write_wds
 
 from clipprobe import params
 from clipprobe.data import prepared as prepared_data
@@ -41,7 +42,7 @@ def _params(**extract):
 
 
 def _spec(encoder, p):
-    return extract.spec(encoder, p.model.name, p.model.weights, p.extract.layer, batch_size=p.extract.batch_size,
+    return extract.spec(encoder, p.model.name, p.model.weights, batch_size=p.extract.batch_size,
                          shard_size=p.extract.shard_size, device=CPU, dtype=FP32)
 
 
@@ -110,6 +111,42 @@ def test_ray_engine_reads_image_files_and_names_a_bad_one(tmp_path, local_ray, e
         _ray(encoder, prepared, "train", tmp_path / "broken", p)
     assert "dog/003.png: cannot decode image" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "broken" / store.MANIFEST).exists()
+
+
+def test_ray_engine_reads_shard_members_and_dataset_rows_as_the_local_engine(tmp_path, local_ray, encoder,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)   # the hash cache is the project's
+    folder = make_image_folder(tmp_path / "folder", n_train=8)
+    names = {"wds": write_wds(folder, tmp_path / "wds"), "hf": write_hf(folder, tmp_path / "hf")[1]}
+    p = _params(batch_size=5, shard_size=10)
+    for kind, name in names.items():
+        prepared = tmp_path / f"prepared-{kind}"
+        prepare(params.DataParams(name=name), prepared)
+        _local(encoder, prepared, "train", tmp_path / f"local-{kind}", p)
+        _ray(encoder, prepared, "train", tmp_path / f"ray-{kind}", p)
+        assert_same_features(tmp_path / f"local-{kind}", tmp_path / f"ray-{kind}")
+
+
+@pytest.mark.parametrize("source", ["timm", "hf"])
+def test_ray_engine_extracts_timm_and_hugging_face_models_as_the_local_engine_does(source, tmp_path, local_ray):
+    if source == "timm":
+        name = "timm:test_vit"
+    else:   # a model directory: its image processor travels to the actors with the loader
+        import transformers as t
+        t.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
+                    patch_size=8).save_pretrained(tmp_path / "vit")
+        t.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "vit")
+        name = f"hf:{tmp_path / 'vit'}"
+    root = make_image_folder(tmp_path / "folder", n_train=4)
+    prepared = tmp_path / "prepared"
+    prepare(params.DataParams(name=str(root)), prepared)
+    p = params.parse({"model": {"name": name, "weights": "random"},
+                      "extract": {"engine": "ray", "batch_size": 5, "shard_size": 10, "ray": {"actors": 1}}})
+    enc = encoders.load_encoder(name, "random")
+    _local(enc, prepared, "train", tmp_path / "local", p)
+    _ray(enc, prepared, "train", tmp_path / "ray", p)
+    assert_same_features(tmp_path / "local", tmp_path / "ray")
+    assert store.read_manifest(tmp_path / "ray")["layer"] == "pre_logits"
 
 
 def test_without_ray_the_engine_says_how_to_install_it(monkeypatch):

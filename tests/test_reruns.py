@@ -68,8 +68,11 @@ EDITS = {
     "data/registry": {"prepare"},
     "data/imagefolder": {"prepare"},
     "data/registered": {"prepare"},
+    "data/wds": {"prepare"},
     "data/prepared": {"prepare", "extract", "text"},
     "encode/openclip": {"extract", "text"},
+    "encode/timm_models": {"extract", "text"},     # every loader is in both closures: the seam imports each
+    "encode/names": {"extract", "text"},           # and inputs, which runs every time anyway
     "encode/store": {"extract", "tune", "train", "evaluate", "fewshot", "zeroshot"},
     "probe/linear": {"tune", "train", "fewshot"},
     "probe/torch_solver": {"tune", "train", "fewshot"},

@@ -58,7 +58,7 @@ def test_fingerprint_covers_the_data_and_every_field_of_the_spec_the_stage_build
     prepared = tmp_path / "p"
     prepare(DataParams(name=str(image_folder)), prepared)
     enc = encoders.load_encoder(TINY, "random")
-    args = dict(model=TINY, weights="random", layer="projection", batch_size=8, shard_size=10,
+    args = dict(model=TINY, weights="random", batch_size=8, shard_size=10,
                 device=torch.device("cpu"), dtype=torch.float32)
     base = extract.spec(enc, **args)
 
@@ -70,9 +70,11 @@ def test_fingerprint_covers_the_data_and_every_field_of_the_spec_the_stage_build
         value = getattr(base, f.name)
         assert fp(dataclasses.replace(base, **{f.name: value + 1 if isinstance(value, int) else f"{value}~"})) \
             != fp(base), f.name
-    for change in (dict(model="other"), dict(weights="w2"), dict(layer="pre_projection"), dict(batch_size=16),
+    for change in (dict(model="other"), dict(weights="w2"), dict(batch_size=16),
                    dict(shard_size=20), dict(dtype=torch.bfloat16)):   # every argument reaches the spec
         assert fp(extract.spec(enc, **{**args, **change})) != fp(base), change
+    pre = encoders.load_encoder(TINY, "random", "pre_projection")    # and the layer, as the encoder gives it
+    assert extract.spec(pre, **args).layer == "pre_projection" and fp(extract.spec(pre, **args)) != fp(base)
     before = fp(base)
     prepare(DataParams(name=str(image_folder), limit_per_class=2), prepared)  # other data
     assert fp(base) != before
@@ -110,7 +112,7 @@ def test_disk_full_while_writing_a_shard_leaves_no_partial_file(tmp_path, image_
     monkeypatch.setattr(pq, "write_table", full_disk)
     scratch = tmp_path / "scratch"
     cpu = torch.device("cpu")
-    spec = extract.spec(enc, TINY, "random", "projection", batch_size=4, shard_size=7, device=cpu,
+    spec = extract.spec(enc, TINY, "random", batch_size=4, shard_size=7, device=cpu,
                          dtype=torch.float32)
     kw = dict(device=cpu, dtype=torch.float32, workers=0)
     with pytest.raises(ClipprobeError, match=r"part-00001.parquet: cannot write \(No space left on device\)"):

@@ -46,6 +46,15 @@ def test_image_folder_gets_its_folder_names_in_a_photo_of_a():
     assert p.texts(1) == ["a photo of a golden retriever."]
 
 
+def test_a_sources_own_templates_serve_where_the_prompts_file_has_no_entry_for_it(tmp_path):
+    own = {"templates": ["a blurry photo of a {}."], "templates_source": "/d/zeroshot_classification_templates.txt"}
+    p = prompts.load(PACKAGE_PROMPTS, "wds:/d/{split}/0.tar", ["cat", "tabby_cat"], named=False, own=own)
+    assert p.texts(1) == ["a blurry photo of a tabby cat."] and "zeroshot_classification_templates.txt" in p.source
+    f = tmp_path / "mine.yaml"   # a file of one entry is the user's choice: it wins
+    f.write_text(yaml.safe_dump({"templates": ["art of a {}."]}))
+    assert prompts.load(f, "wds:/d/{split}/0.tar", ["cat", "dog"], named=False, own=own).texts(0) == ["art of a cat."]
+
+
 def test_users_file_maps_classes_to_names(tmp_path):
     f = tmp_path / "prompts.yaml"
     f.write_text(yaml.safe_dump({"templates": ["a {} in the wild."], "classnames": {"cat": "house cat", "dog": "dog"}}))

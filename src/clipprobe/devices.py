@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 from clipprobe.errors import ClipprobeError
@@ -40,3 +43,24 @@ def pick_precision(precision: str, device: torch.device) -> torch.dtype:
     if precision == "fp16" and device.type == "cpu":
         raise ClipprobeError("extract.precision=fp16 is for GPUs; on CPU use fp32, bf16 or auto")
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def available_ram() -> int:
+    """Bytes of RAM this process can still take: the system's available memory (psutil where
+    installed, else /proc/meminfo, else sysconf), capped by a cgroup v2 limit."""
+    try:
+        import psutil
+        free = psutil.virtual_memory().available
+    except ImportError:
+        try:
+            line = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemAvailable:"))
+            free = int(line.split()[1]) * 1024
+        except (OSError, StopIteration):
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # a container's limit, which the system-wide figures do not show
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            free = min(free, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return free

@@ -19,7 +19,9 @@ from clipprobe.errors import ClipprobeError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-LAYERS = ("projection", "pre_projection")
+# what the features are; each model source takes some (encode/openclip, timm_models, hf_models) and
+# resolves auto to its documented default: projection for open_clip, pre_logits for timm and hf
+LAYERS = ("auto", "projection", "pre_projection", "pre_logits", "cls_avgpatch")
 SOLVERS = ("sklearn", "torch")
 ENGINES = ("local", "ray")
 # C outside these bounds changes no fit (beyond 1e12 the L2 term is below float32 resolution of the
@@ -30,11 +32,22 @@ C_MIN, C_MAX = 1e-12, 1e12
 
 
 @dataclass(frozen=True)
+class SplitNames:
+    """The source's names of the paper's splits, for `wds:` and `hf:` sources (val: optional)."""
+    train: str = "train"
+    val: str | None = "validation"
+    test: str = "test"
+
+
+@dataclass(frozen=True)
 class DataParams:
     name: str = "cifar10"
     root: str = "auto"          # see clipprobe.data.root
     limit_per_class: int | None = None
     skip_corrupt: bool = False
+    image_column: str = "image"   # hf: the column of the images
+    label_column: str = "label"   # hf: the column of the labels
+    splits: SplitNames = SplitNames()
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class ExtractParams:
     batch_size: int | str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    layer: str = "projection"
+    layer: str = "auto"
     workers: int | str = "auto"
     shard_size: int = 10000
     engine: str = "local"
@@ -111,7 +124,8 @@ def _int(key, v, minimum):
 
 def _check_data(p: DataParams) -> None:
     if not isinstance(p.name, str) or not p.name:   # which names exist: clipprobe.data.inputs
-        _fail("data.name", p.name, "a dataset name (see the README's Datasets) or an ImageFolder path")
+        _fail("data.name", p.name, "a dataset name (see the README's Datasets), an ImageFolder path, "
+              "wds:<pattern> or hf:<dataset>")
     if not isinstance(p.root, str) or not p.root:
         _fail("data.root", p.root, "auto (the user's cache directory) or a directory path")
     # auto: clipprobe.data.root's cache directory (not imported here: every stage imports params)
@@ -125,6 +139,19 @@ def _check_data(p: DataParams) -> None:
         _int("data.limit_per_class", p.limit_per_class, 1)
     if not isinstance(p.skip_corrupt, bool):
         _fail("data.skip_corrupt", p.skip_corrupt, "true or false")
+    for key in ("image_column", "label_column"):
+        if not isinstance(getattr(p, key), str) or not getattr(p, key):
+            _fail(f"data.{key}", getattr(p, key), "a column name of the hf: dataset")
+
+
+def _check_splits(p: SplitNames) -> SplitNames:
+    p = replace(p, val=p.val or None)   # `-S data.splits.val=` writes an empty string: no val split
+    for key in ("train", "val", "test"):
+        v = getattr(p, key)
+        if not (isinstance(v, str) and v and "/" not in v) and not (key == "val" and v is None):
+            _fail(f"data.splits.{key}", v, "the source's name of that split (no /)"
+                  + (", or empty for none" if key == "val" else ""))
+    return p
 
 
 def _check_model(p: ModelParams) -> None:
@@ -242,7 +269,7 @@ _SECTIONS = {"data": (DataParams, _check_data), "model": (ModelParams, _check_mo
              "extract": (ExtractParams, _check_extract), "tune": (TuneParams, _check_tune),
              "train": (TrainParams, _check_train), "fewshot": (FewshotParams, _check_fewshot),
              "zeroshot": (ZeroshotParams, _check_zeroshot)}
-_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray)}
+_SUBSECTIONS = {"extract.ray": (RayParams, _check_ray), "data.splits": (SplitNames, _check_splits)}
 
 
 def _section(name: str, raw, table=_SECTIONS):

@@ -2,7 +2,8 @@
 
 `data/prepared/` (the format `data.prepared` reads) holds the first
 `data.limit_per_class` images of each class per split, the user's images checked to decode before
-any heavy work, written whole or not at all."""
+any heavy work, written whole or not at all.  `wds:` shards and `hf:` datasets are indexed, not
+copied: the table says where each image is in the source's own files (`data.wds`, `data.hf_datasets`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from clipprobe import atomic
-from clipprobe.data import imagefolder, registered, registry, sources
+from clipprobe.data import hf_datasets, imagefolder, indexed, registered, registry, sources, wds
 from clipprobe.data import root as data_root
 from clipprobe.data.sources import Split
 from clipprobe.errors import ClipprobeError
@@ -49,7 +50,9 @@ def _table(split: Split, keep: np.ndarray, sha256: dict[str, str] | None) -> pa.
     ids = split.ids if split.ids is not None else np.arange(len(split.labels))
     cols = {"id": pa.array(ids[keep], pa.int64()),
             "label": to_arrow(split.labels[keep])}
-    if split.paths is not None:
+    if split.columns is not None:   # an index into the source's files, each with its SHA-256
+        cols.update({k: pa.array(sources.take(v, keep)) for k, v in split.columns.items()})
+    elif split.paths is not None:
         cols["path"] = pa.array([split.paths[i] for i in keep.tolist()], pa.string())
         if sha256 is not None:  # a file's new content under the same name changes the table
             cols["sha256"] = pa.array([sha256[split.paths[i]] for i in keep.tolist()], pa.string())
@@ -59,8 +62,12 @@ def _table(split: Split, keep: np.ndarray, sha256: dict[str, str] | None) -> pa.
 
 
 def load_source(p: DataParams) -> sources.Source:
-    """The source `data.name` names: a registry dataset (downloaded into `data.root` if missing)
-    or an ImageFolder root.  The one place that tells them apart; `Source.named` says which."""
+    """The source `data.name` names: a registry dataset (downloaded into `data.root` if missing),
+    `wds:` shards, an `hf:` dataset, or an ImageFolder root.  The one place that tells them apart."""
+    if indexed.kind(p.name) == "wds":
+        return wds.load(p)
+    if indexed.kind(p.name) == "hf":
+        return hf_datasets.load(p)
     entry = registry.get(p.name)
     if entry is not None:
         root = data_root.resolve(p.root)
@@ -82,6 +89,9 @@ def _require_images(p: DataParams, source: sources.Source, keeps: dict[str, np.n
             if source.named:
                 raise ClipprobeError(f"data.name={p.name}: its {s} split in {root} holds no images; delete "
                                      f"the dataset's files under data.root={p.root} to fetch them again")
+            if indexed.kind(p.name):
+                raise ClipprobeError(f"data.name={p.name}: its {s} split holds no samples; add some, or point "
+                                     f"data.splits.{s} at another split")
             raise ClipprobeError(f"{root / s}: no usable images; put {s} images in {root / s}/<class>/ "
                                  "(the class folders of train/)")
 
@@ -110,7 +120,8 @@ def prepare(p: DataParams, out: Path) -> dict:
     splits, classes = source.splits, source.classes
     keeps = {s: _limit(sp.labels, p.limit_per_class) for s, sp in splits.items()}
     _require_images(p, source, keeps)
-    skipped, sha256 = ([], {}) if source.named else _check_files(p, source, keeps)
+    files = not source.named and all(sp.paths is not None for sp in splits.values())
+    skipped, sha256 = _check_files(p, source, keeps) if files else (source.skipped, {})
     for s, sp in splits.items():
         counts = positives(sp.labels[keeps[s]], len(classes))
         if s == "train" and (counts == 0).any():
@@ -121,7 +132,7 @@ def prepare(p: DataParams, out: Path) -> dict:
 
     info = {"dataset": p.name, "named": source.named, "root": str(source.root.resolve()), "classes": classes,
             "splits": {s: int(len(k)) for s, k in keeps.items()},
-            "limit_per_class": p.limit_per_class, "skipped": skipped, **source.provenance}
+            "limit_per_class": p.limit_per_class, "skipped": skipped, **source.provenance, **source.prompts}
     with atomic.folder(out) as tmp:
         for s, sp in splits.items():
             pq.write_table(_table(sp, keeps[s], sha256.get(s)), tmp / f"{s}.parquet")

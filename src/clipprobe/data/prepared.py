@@ -2,10 +2,12 @@
 
 One Parquet table per split (`train`, `test`, and `val` where the dataset has an official one) with
 columns `id` (index in the source split), `label` (see labels.py), and either `image` (PNG bytes, for
-array-backed datasets) or `path` (relative to `info.json`'s `root`, with the file's `sha256`), plus
-`info.json`: the dataset's identity (name, classes, headline metric, split mapping, whether it is a
-registry dataset).  Extraction and the text stage import this module, never the dataset loaders, so
-fixing a loader reruns `prepare` and nothing after it while its output is the same.
+array-backed datasets), `path` (relative to `info.json`'s `root`, with the file's `sha256`), or for
+`wds:` and `hf:` sources, an index into their own files (`data.located`; with each file's `sha256`),
+plus `info.json`: the dataset's identity (name, classes, headline metric, split mapping, whether it
+is a registry dataset; an indexed source's own zero-shot `templates`).  Extraction and the text stage
+import this module, never the dataset loaders, so fixing a loader reruns `prepare` and nothing after
+it while its output is the same.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from clipprobe.data import located
 from clipprobe.errors import ClipprobeError
 from clipprobe.labels import from_arrow, positives
 
@@ -74,29 +77,73 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def location_columns(names) -> list[str]:
+    """The columns that say where a prepared row's image is: `image` (its bytes), `path`, or those of
+    an indexed source (`data.located`)."""
+    for cols in (("image",), ("path",), located.MEMBER, located.ROW):
+        if set(cols) <= set(names):
+            return list(cols)
+    raise ClipprobeError(f"a prepared table with columns {', '.join(names)} locates no image; "
+                         "rerun `dvc repro prepare`")
+
+
+def sample_paths(table: pa.Table) -> list[str] | None:
+    """Where each row's image is, for the feature store's `path` column: its file, or its tar member
+    as `shard/member`; None where the table or a dataset row holds it."""
+    if "path" in table.column_names:
+        return table.column("path").to_pylist()
+    if "member" in table.column_names:
+        return [f"{s}/{m}" for s, m in zip(table.column("shard").to_pylist(), table.column("member").to_pylist())]
+    return None
+
+
 class SplitImages:
     """A map-style dataset over a prepared split: (transformed image, row index)."""
 
     def __init__(self, table: pa.Table, root: str | Path, transform):
         self.root = Path(root)
         self.transform = transform
-        self.column = "image" if "image" in table.column_names else "path"
+        columns = location_columns(table.column_names)
+        self.column = columns[0]   # image | path | shard (a tar member) | file (an hf row)
         self.items = table.column(self.column).to_pylist()
+        self.where = [table.column(c).to_pylist() for c in columns[1:]]
         self.ids = table.column("id").to_pylist() if "id" in table.column_names else range(len(self.items))
+        self.rows = located.RowFiles() if self.column == "file" else None
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def open(self, i: int) -> Image.Image:
+    def encoded(self, i: int) -> bytes:
+        """The image's file bytes, wherever the split keeps them."""
         item = self.items[i]
-        src = io.BytesIO(item) if self.column == "image" else self.root / item
+        if self.column == "image":
+            return item
+        if self.column == "path":
+            return (self.root / item).read_bytes()
+        if self.column == "shard":
+            return located.member_bytes(self.root / item, self.where[1][i], self.where[2][i])
+        return self.rows.encoded(self.root / item, self.where[0][i], self.where[1][i])
+
+    def describe(self, i: int) -> str:
+        if self.column == "image":
+            return f"image id {self.ids[i]}"
+        if self.column == "path":
+            return str(self.root / self.items[i])
+        return f"{self.root / self.items[i]} {'member' if self.column == 'shard' else 'row'} {self.where[0][i]}"
+
+    def open(self, i: int) -> Image.Image:
         try:
+            if self.column == "file":
+                return to_rgb(self.rows.image(self.root / self.items[i], self.where[0][i], self.where[1][i]))
+            src = self.root / self.items[i] if self.column == "path" else io.BytesIO(self.encoded(i))
             with Image.open(src) as im:
                 return to_rgb(im)
+        except ClipprobeError:
+            raise
         except Exception as e:
-            where = self.root / item if self.column == "path" else f"image id {self.ids[i]}"
-            raise ClipprobeError(f"{where}: cannot decode image ({e}); rerun prepare, or set "
-                                 "data.skip_corrupt: true") from None
+            fix = ("rerun prepare, or set data.skip_corrupt: true" if self.column in ("image", "path") else
+                   "replace or remove that sample in the source (prepare indexes it without decoding images)")
+            raise ClipprobeError(f"{self.describe(i)}: cannot decode image ({e}); {fix}") from None
 
     def __getitem__(self, i: int):
         return self.transform(self.open(i)), i

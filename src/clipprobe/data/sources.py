@@ -1,11 +1,12 @@
 """A source of labelled images as `prepare` reads it, whatever loader made it.
 
-Per split: the labels and where each image is (array-backed items, or files under a root), the class names, and whether it
-is a registry dataset (`Source.named`), which `prepare` writes into `info.json`."""
+Per split: the labels and where each image is (array-backed items, files under a root, or, for
+indexed sources, the columns that locate it in the source's own files), the class names, and
+whether it is a registry dataset (`Source.named`), which `prepare` writes into `info.json`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ class Split:
     images: object = None       # array-backed: a sequence whose items are PIL images
     paths: list | None = None   # file-backed: paths relative to `root`
     ids: np.ndarray | None = None
+    columns: dict | None = None  # indexed: prepared-table columns locating each image (see data.located)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Source:
     root: Path
     provenance: dict
     named: bool
+    skipped: list[str] = field(default_factory=list)   # damaged samples an indexed source left out
+    prompts: dict = field(default_factory=dict)        # the source's own zero-shot templates, where it has them
 
 
 class Take:
@@ -46,4 +50,10 @@ def subset(split: Split, idx: np.ndarray) -> Split:
     ids = split.ids if split.ids is not None else np.arange(len(split.labels))
     return Split(labels=split.labels[idx], ids=ids[idx],
                  images=None if split.images is None else Take(split.images, idx),
-                 paths=None if split.paths is None else [split.paths[i] for i in idx.tolist()])
+                 paths=None if split.paths is None else [split.paths[i] for i in idx.tolist()],
+                 columns=None if split.columns is None else {k: take(v, idx) for k, v in split.columns.items()})
+
+
+def take(values, idx: np.ndarray):
+    """Items `idx` of a column: an array indexed as one, a list as a list."""
+    return values[idx] if isinstance(values, np.ndarray) else [values[i] for i in idx.tolist()]

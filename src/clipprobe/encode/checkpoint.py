@@ -2,7 +2,8 @@
 
 OpenAI's TorchScript `.pt` (only when the user names
 one) or a torch state dict read with `weights_only=True` (no pickle from files the user did not make),
-and what keeps a state dict from fitting a model, in one line."""
+and what keeps a state dict from fitting a model, in one line.  Weights holding NaN or inf are refused
+(whatever their source): they would give non-finite features, and a chance-level score from them."""
 
 from __future__ import annotations
 
@@ -48,7 +49,18 @@ def read(path: Path) -> dict:
         raise ClipprobeError(f"model.weights={path}: holds no state dict of tensors")
     if next(iter(state)).startswith("module."):
         state = {k[len("module."):]: v for k, v in state.items()}
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    require_finite(state, f"model.weights={path}")
+    return state
+
+
+def require_finite(tensors: dict, culprit: str) -> None:
+    """Stop, naming the first tensor (in the state dict's order) that holds NaN or inf."""
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ClipprobeError(f"{culprit}: tensor {key} holds {bad} NaN or inf value(s) of {t.numel()}; the "
+                                 "weights are broken (a diverged run, a bad conversion): use another checkpoint")
 
 
 def first_line(e: Exception) -> str:

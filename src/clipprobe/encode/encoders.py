@@ -4,20 +4,32 @@ The loader returns the frozen image tower
 (with its eval preprocess and an identity for the feature fingerprint) and, where the model has one,
 the text tower.  Each source's loader is imported here plainly, so DVC's closures see every one.
 
-Sources: open_clip (every spelling without a prefix, see `encode.openclip`).
+Sources, by `model.name`'s prefix (`encode.names`): `timm:` (`encode.timm_models`), `hf:`
+(`encode.hf_models`), and every other spelling open_clip (`encode.openclip`).
 """
 
 from __future__ import annotations
 
-from clipprobe.encode import openclip
+from clipprobe.encode import hf_models, names, openclip, timm_models
 from clipprobe.encode.towers import Encoder, TextEncoder
 
+_IMAGE = {"open_clip": openclip.load_image, "timm": timm_models.load_image, "hf": hf_models.load_image}
+_NO_TEXT = {"timm": "timm models are image towers only",
+            "hf": "clipprobe reads the text towers of open_clip models only; a Hugging Face model is probed "
+                  "on its image tower"}
 
-def load_encoder(name: str, weights: str, layer: str = "projection") -> Encoder:
-    """The frozen image tower of `model.name` / `model.weights` on CPU, in fp32, in eval mode."""
-    return openclip.load_image(name, weights, layer)
+
+def load_encoder(name: str, weights: str, layer: str = "auto") -> Encoder:
+    """The frozen image tower of `model.name` / `model.weights` on CPU, in fp32, in eval mode;
+    `layer` is `extract.layer` (`auto`: the source's default representation)."""
+    return _IMAGE[names.split(name)[0]](name, weights, layer)
+
+
+def no_text_tower(name: str) -> str | None:
+    """Why `model.name` has no text tower for zero-shot (None where it has one)."""
+    return _NO_TEXT.get(names.split(name)[0])
 
 
 def load_text_encoder(name: str, weights: str) -> TextEncoder:
-    """The same model's text tower, for zero-shot: on CPU, fp32, eval mode."""
+    """The same model's text tower, for zero-shot: on CPU, fp32, eval mode (`no_text_tower` first)."""
     return openclip.load_text(name, weights)

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from clipprobe import __version__, atomic, identity
-from clipprobe.data.prepared import SplitImages, iter_split, read_info, split_rows
+from clipprobe.data.prepared import SplitImages, iter_split, read_info, sample_paths, split_rows
 from clipprobe.digest import file_sha256
 from clipprobe.encode import jpeg, preprocess, store
 from clipprobe.encode.towers import Encoder
@@ -87,10 +87,11 @@ class Spec:
     precision: str
 
 
-def spec(encoder: Encoder, model: str, weights: str, layer: str, *, batch_size: int, shard_size: int,
+def spec(encoder: Encoder, model: str, weights: str, *, batch_size: int, shard_size: int,
          device: torch.device, dtype: torch.dtype) -> Spec:
-    """The one place a `Spec` is built: the extract stage, the benchmarks and the tests call it."""
-    return Spec(model=model, arch=encoder.arch, weights=weights, weights_id=encoder.weights_id, layer=layer,
+    """The one place a `Spec` is built: the extract stage, the benchmarks and the tests call it.
+    The layer is the encoder's (`extract.layer` with `auto` resolved by the model's source)."""
+    return Spec(model=model, arch=encoder.arch, weights=weights, weights_id=encoder.weights_id, layer=encoder.layer,
                 preprocess=repr(encoder.preprocess),
                 preprocess_split=type(preprocess.for_model(encoder.preprocess)).__name__,
                 batch_size=batch_size, shard_size=shard_size, device=device.type,
@@ -98,11 +99,11 @@ def spec(encoder: Encoder, model: str, weights: str, layer: str, *, batch_size: 
 
 
 def split_fingerprint(spec: Spec, prepared: Path, split: str) -> str:
-    """The hash of the prepared rows (which hold image bytes or paths, and digests of path-based
-    images' content where prepare records them), where path-based images live, and `spec`."""
+    """The hash of the prepared rows (which hold image bytes, or paths or an index into a source's
+    files with digests of their content where prepare records them), where those files live, and `spec`."""
     table = prepared / f"{split}.parquet"
-    path_based = "path" in pq.read_schema(table).names
-    root = read_info(prepared)["root"] if path_based else None
+    in_files = "image" not in pq.read_schema(table).names
+    root = read_info(prepared)["root"] if in_files else None
     return fingerprint(split=split, data=file_sha256(table), root=root, **asdict(spec))
 
 
@@ -158,9 +159,8 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
             loader = DataLoader(images, batch_size=spec.batch_size, num_workers=workers, collate_fn=collate,
                                 pin_memory=device.type == "cuda" and not on_device)
             emb = encode_batches(encoder, loader, step, device, dtype, progress)
-            paths = table.column("path").to_pylist() if "path" in table.column_names else None
             store.write_shard(scratch, s, table.column("id").to_numpy(), table.column("label").to_numpy(),
-                              emb, paths)
+                              emb, sample_paths(table))
 
     return run_split(prepared, split, scratch, spec, fp, encoder.embed_dim, write_shards)
 

@@ -1,6 +1,6 @@
-"""JPEG decoding on the device, for file-based splits on CUDA.
+"""JPEG decoding on the device, for splits of image files or tar members on CUDA.
 
-The loader's workers only read each file: an RGB or grayscale JPEG travels as its bytes, and the
+The loader's workers only read each file (or tar member): an RGB or grayscale JPEG travels as its bytes, and the
 device decodes a batch's JPEGs in one call (torchvision's `decode_jpeg`: nvjpeg on CUDA), then
 resizes, crops and normalises them as `TensorPreprocess` does.  Everything else keeps the loader's
 PIL path, with the same features as without this module:
@@ -31,9 +31,9 @@ DEVICE_MODES = ("RGB", "L")  # JPEGs the device decodes; CMYK stays with PIL
 
 
 def applies(columns, prep, device: torch.device, wanted: bool | None = None) -> bool:
-    """Decode on the device where the split is file-based and the tensor preprocess can follow,
-    if `wanted`; None = where it pays, on CUDA (on CPU the loader's PIL path is as fast)."""
-    return ("path" in columns and isinstance(prep, TensorPreprocess)
+    """Decode on the device where the split's images are files or tar members and the tensor
+    preprocess can follow, if `wanted`; None = where it pays, on CUDA (on CPU the loader's PIL path is as fast)."""
+    return (("path" in columns or "member" in columns) and isinstance(prep, TensorPreprocess)
             and (device.type == "cuda" if wanted is None else wanted))
 
 
@@ -49,7 +49,7 @@ class JpegFiles:
 
     def __getitem__(self, i: int):
         try:
-            data = (self.images.root / self.images.items[i]).read_bytes()
+            data = self.images.encoded(i)
             with Image.open(io.BytesIO(data)) as im:   # reads the header only
                 device = im.format == "JPEG" and im.mode in DEVICE_MODES
         except Exception:   # unreadable: the loader's path raises its own error, naming the file

@@ -1,7 +1,7 @@
 """The model's preprocess, split between the data loader and the device.
 
-open_clip's preprocess is PIL: resize, centre crop, to float, normalise, one image at a
-time.  Run as is in the loader, every image crosses to the device as 224x224 float32
+open_clip's and timm's eval preprocess is PIL: resize, centre crop, to float, normalise, one
+image at a time.  Run as is in the loader, every image crosses to the device as 224x224 float32
 (600 KB for a 28x28 Fashion-MNIST image).  `TensorPreprocess` instead has the loader
 ship uint8 images and does the float work on the device, per batch:
 
@@ -11,8 +11,8 @@ ship uint8 images and does the float work on the device, per batch:
 - images the resize would shrink are resized and cropped in the loader with the model's
   own PIL transforms (PIL's antialiasing, and a smaller transfer), then travel as uint8.
 
-A preprocess of any other shape falls back to `PilPreprocess`: the whole transform in the
-loader, as before.
+A preprocess of any other shape (a Hugging Face image processor, among others) falls back to
+`PilPreprocess`: the whole transform in the loader.
 """
 
 from __future__ import annotations
@@ -95,12 +95,14 @@ def _is(step, *names: str) -> bool:
 
 
 def for_model(preprocess) -> TensorPreprocess | PilPreprocess:
-    """The device-side split of an open_clip preprocess where it has the standard shape
-    (Resize, CenterCrop, RGB, ToTensor, Normalize), else the PIL transform whole."""
+    """The device-side split of a torchvision preprocess where it has the standard shape, else the
+    transform whole in the loader.  Standard: Resize, CenterCrop, [RGB conversion], ToTensor, Normalize,
+    as open_clip and timm build their eval transforms (images reach the preprocess in RGB already)."""
     steps = list(getattr(preprocess, "transforms", []))
-    shape_ok = (len(steps) == 5 and isinstance(steps[0], T.Resize) and isinstance(steps[1], T.CenterCrop)
-                and _is(steps[2], "MaybeConvertMode", "_convert_to_rgb")
-                and _is(steps[3], "MaybeToTensor", "ToTensor") and isinstance(steps[4], T.Normalize))
+    if len(steps) == 5 and _is(steps[2], "MaybeConvertMode", "_convert_to_rgb"):
+        steps.pop(2)
+    shape_ok = (len(steps) == 4 and isinstance(steps[0], T.Resize) and isinstance(steps[1], T.CenterCrop)
+                and _is(steps[2], "MaybeToTensor", "ToTensor") and isinstance(steps[3], T.Normalize))
     if not shape_ok or steps[0].max_size is not None:
         return PilPreprocess(preprocess)
-    return TensorPreprocess(steps[0], steps[1], steps[4])
+    return TensorPreprocess(steps[0], steps[1], steps[3])

@@ -1,7 +1,7 @@
 """Feature extraction on Ray (`extract.engine: ray`), as Ray Data's batch inference.
 
-The driver puts the prepared split's rows (file paths or encoded images, never decoded
-tensors) into Ray's object store, one block per batch of the local engine; `map_batches`
+The driver puts the prepared split's rows (file paths, encoded images or an indexed source's
+locations, never decoded tensors) into Ray's object store, one block per batch of the local engine; `map_batches`
 sends each block through an `Embedder` actor, which loads the encoder once with the same
 code as the local engine (`load_encoder`, its preprocess, `SplitImages`).  Embeddings come
 back tagged with their row, so the driver writes each shard, in prepared order, as soon as
@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from clipprobe.data.prepared import SplitImages, read_info, read_split
+from clipprobe.data.prepared import SplitImages, location_columns, read_info, read_split, sample_paths
 from clipprobe.encode import preprocess, store
 from clipprobe.encode.encoders import load_encoder
 from clipprobe.encode.extract import Spec, encode_batches, run_split
@@ -26,7 +26,7 @@ from clipprobe.encode.towers import Encoder, place
 from clipprobe.errors import ClipprobeError
 from clipprobe.params import ExtractParams, ModelParams
 
-ROW = "row"  # position in the prepared split: results may come back in any order
+ROW = "__row__"  # position in the prepared split (results may come back in any order); no prepared column
 
 
 def require_ray():
@@ -75,7 +75,8 @@ class Embedder:
             return
         if repr(encoder.preprocess) != expected_preprocess:  # the fingerprint holds the driver's
             self.error = ClipprobeError("a Ray actor builds another preprocess than the driver; install "
-                                        "the same clipprobe and open_clip versions on every node")
+                                        "the same clipprobe and model library (open_clip, timm, transformers) "
+                                        "versions on every node")
             return
         self.device, self.dtype = torch.device(device), dtype
         self.encoder = place(encoder, self.device, dtype)   # as the local engine does
@@ -110,7 +111,7 @@ def extract_split(encoder: Encoder, prepared: Path, split: str, scratch: Path, s
 
     def write_shards(todo: list[int], progress) -> None:
         table = read_split(prepared, split)
-        inputs = table.select(["image" if "image" in table.column_names else "path"])
+        inputs = table.select(location_columns(table.column_names))
         inputs = inputs.append_column(ROW, pa.array(np.arange(table.num_rows), pa.int64()))
         ds = ray.data.from_arrow(_blocks(inputs, todo, spec.shard_size, spec.batch_size)).map_batches(
             Embedder, batch_size=None, batch_format="pyarrow",
@@ -130,7 +131,7 @@ def _write_shards(ds, table: pa.Table, scratch: Path, todo: list[int], size: int
     rows = table.num_rows
     ids = table.column("id").to_numpy()
     labels = table.column("label").to_numpy()
-    paths = table.column("path").to_pylist() if "path" in table.column_names else None
+    paths = sample_paths(table)
     pending = {s: [np.empty((min(rows, (s + 1) * size) - s * size, dim), np.float32), 0] for s in todo}
     try:
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):

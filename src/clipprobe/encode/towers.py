@@ -12,12 +12,14 @@ import torch
 
 @dataclass
 class Encoder:
-    """The frozen image tower, its preprocess, and what identifies its weights."""
+    """The frozen image tower, its preprocess, what identifies its weights, and the representation
+    it gives (`layer`: the source's name for `extract.layer`, `auto` resolved)."""
     visual: torch.nn.Module
     preprocess: object
     arch: str
     weights_id: str
     embed_dim: int
+    layer: str
 
 
 @dataclass

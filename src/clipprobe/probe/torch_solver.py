@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.optimize
@@ -48,7 +46,7 @@ import threadpoolctl
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from clipprobe.devices import pick_device
+from clipprobe.devices import available_ram, pick_device
 from clipprobe.errors import ClipprobeError
 from clipprobe.probe.logreg import with_coefficients
 
@@ -65,33 +63,12 @@ BUILD_ROWS = 2**16  # the most rows per chunk of the build: larger ones gain not
 
 # ---------------------------------------------------------------- memory
 
-def _available_ram() -> int:
-    """Bytes of RAM this process can still take: the system's available memory (psutil where
-    installed, else /proc/meminfo, else sysconf), capped by a cgroup v2 limit."""
-    try:
-        import psutil
-        free = psutil.virtual_memory().available
-    except ImportError:
-        try:
-            line = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemAvailable:"))
-            free = int(line.split()[1]) * 1024
-        except (OSError, StopIteration):
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:  # a container's limit, which the system-wide figures do not show
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            free = min(free, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return free
-
-
 def free_memory(device: torch.device) -> int:
     """Bytes free on the device: CUDA's free memory plus what torch's allocator holds unused; RAM on CPU."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return _available_ram()
+    return available_ram()
 
 
 def budget(memory: int | str, device: torch.device) -> int:

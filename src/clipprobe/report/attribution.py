@@ -2,9 +2,10 @@
 
 A DVC experiment run with a target (`dvc exp run evaluate ...`) carries the other stages' files
 as its baseline commit left them. A record (results/<stage>.json) belongs to the experiment when
-its identity (dataset, model, weights, layer) and the params its protocol depends on equal the
-experiment's params, and the test features it scored are the experiment's own (their fingerprint
-against the experiment's `features/test/manifest.json`, where DVC's cache holds it).
+its identity (dataset, model, weights, layer: any layer where `extract.layer` is `auto`, which each
+model source resolves) and the params its protocol depends on equal the experiment's params, and the
+test features it scored are the experiment's own (their fingerprint against the experiment's
+`features/test/manifest.json`, where DVC's cache holds it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def foreign(record: dict, params: dict, features: str | None, stage: str) -> str
     """Why `record` is not the experiment's (None: it is): the first identity key or protocol param
     that differs from the experiment's `params` (flattened), or other test features."""
     for key, param in PARAM_OF.items():
-        if param in params and not same(record.get(key), params[param]):
+        if param in params and params[param] != "auto" and not same(record.get(key), params[param]):
             return f"{FILES[stage]} is from {param}={record.get(key)} (this experiment: {params[param]})"
     for param, value in record.get("params", {}).items():
         if param in params and not same(value, params[param]):

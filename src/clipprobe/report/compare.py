@@ -45,7 +45,9 @@ def _headline(record: dict) -> dict | None:
 
 def compare(fewshot: dict, zeroshot: dict, full: dict, limit_per_class: int | None = None) -> dict:
     """`results/compare.json` from the three stages' records, on the dataset's headline metric
-    (`metric`: top-1 for most, as the paper's Figure 7 compares each dataset on its own)."""
+    (`metric`: top-1 for most, as the paper's Figure 7 compares each dataset on its own).  A model
+    without a text tower has no zero-shot score: `zeroshot` and what it is worth are null, and
+    `zeroshot_skipped` says why."""
     for name, rec in (("fewshot", fewshot), ("zeroshot", zeroshot)):
         if rec.get("metric") and rec.get("features") != full.get("features"):
             raise ClipprobeError(f"results/{name}.json scored other test features than results/evaluate.json "
@@ -94,7 +96,8 @@ def plot(result: dict, path: Path) -> None:
             ("zeroshot", "C3", "--", f"zero-shot (worth {result['zeroshot_worth_shots']} shots)"),
             ("full_data", "C2", ":", f"{result['full_data_label']} linear probe")):
         m = result[key]
-        if m is None:
+        if m is None:   # a legend line without a mark: what happened to zero-shot
+            ax.plot([], [], " ", label=f"zero-shot: - ({result.get('zeroshot_skipped') or 'no score'})")
             continue
         ax.axhspan(m["low"], m["high"], color=color, alpha=0.12, linewidth=0)
         ax.axhline(m["value"], color=color, linestyle=style,

@@ -1,9 +1,10 @@
 """The leaderboard: experiments' headline metrics as models x datasets tables, like with like.
 
 One table per result (linear probe, zero-shot, few-shot per k), one column per (dataset, metric,
-test-set size), one row per model, weights and protocol: the params that change what a number means
+test-set size), one row per model, weights, layer (as the record states it: `extract.layer: auto` is
+resolved by each model source) and protocol: the params that change what a number means
 (`data.limit_per_class`, `C` given or searched, `tune.*`, `train.*` but the device and memory, the
-layer and precision, `fewshot.*`, `zeroshot.templates`, and any param this module does not know).
+precision, `fewshot.*`, `zeroshot.templates`, and any param this module does not know).
 Experiments that differ in any of them are separate rows, labelled by what differs; `strict` stops
 instead. Each cell is the headline score of the experiment's record (`results/<stage>.json`) with its
 95% interval and test-set size, shown only where `report.attribution` finds the record is the
@@ -26,13 +27,14 @@ PROBE, ZERO_SHOT = "linear probe", "zero-shot"
 STAGES = ("evaluate", "zeroshot", "fewshot")
 _TITLES = {"evaluate": PROBE, "zeroshot": ZERO_SHOT, "fewshot": "few-shot"}
 # params that place a cell (row and column), say where files are, or how fast work runs
-_NOT_PROTOCOL = {"data.name", "data.root", "model.name", "model.weights", "extract.batch_size", "extract.device",
-                 "extract.workers", "extract.shard_size", "extract.engine", "train.device", "train.memory"}
+_NOT_PROTOCOL = {"data.name", "data.root", "model.name", "model.weights", "extract.layer", "extract.batch_size",
+                 "extract.device", "extract.workers", "extract.shard_size", "extract.engine", "train.device",
+                 "train.memory"}
 # protocol params (and sections) that cannot change a table's numbers: those rows are not split by them
 _IRRELEVANT = {"evaluate": ("fewshot", "zeroshot"), "zeroshot": ("C", "tune", "train", "fewshot"),
                "fewshot": ("C", "tune", "zeroshot")}
 
-Row = tuple[str, str, tuple[tuple[str, str], ...]]   # model, weights, (param, value) of the protocol params that vary
+Row = tuple[str, str, str, tuple[tuple[str, str], ...]]   # model, weights, layer, (param, value) that vary
 Column = tuple[str, str, int]                         # dataset, metric, test images
 
 
@@ -188,13 +190,14 @@ def build(experiments: list[Experiment], strict: bool = False) -> Leaderboard:
         groups = {}
         for i, e, own in owned:
             if stage in own:
-                row = (_section(e, "model.name"), _section(e, "model.weights"),
+                layer = e.records[stage].get("layer") or _section(e, "extract.layer")
+                row = (_section(e, "model.name"), _section(e, "model.weights"), str(layer),
                        tuple((k, protocols[e.name].get(k, "-")) for k in varying[stage]))
                 groups.setdefault((row, _section(e, "data.name")), []).append((i, e))
         for (row, dataset), group in groups.items():
             ordered = _latest_first(group)
             if len(ordered) > 1 and strict:
-                raise ClipprobeError(f"{len(ordered)} experiments of one protocol for {' / '.join(row[:2])} on "
+                raise ClipprobeError(f"{len(ordered)} experiments of one protocol for {' / '.join(row[:3])} on "
                                      f"{dataset}: {', '.join(e.name for e in ordered)}; choose with --exp, or drop "
                                      "--strict to keep the latest")
             e = ordered[0]

@@ -11,11 +11,20 @@ def short(value: str, dataset: bool = False) -> str:
     """The name of a path (an ImageFolder root, a model config, a checkpoint); other values as they are.
 
     Dataset names in the registry never hold a "/"; model names may (`ViT-B/32`), so a model
-    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~`."""
+    or weights value counts as a path by its file suffix or a leading `/`, `.` or `~` (after the
+    `hf:` of a Hugging Face model directory, which stays).  A `wds:` shard pattern shows as its
+    dataset's folder, an `hf:` dataset as its folder or repo name."""
     value = str(value)
-    is_path = "/" in value if dataset else \
-        value.endswith(_FILE_SUFFIXES) or value.startswith(("/", ".", "~"))
-    return (PurePath(value).name or value) if is_path else value
+    for source in ("wds:", "hf:") if dataset else ():
+        if value.startswith(source):
+            rest = value[len(source):].split("{")[0] if source == "wds:" else value[len(source):]
+            folder = PurePath(rest if source == "hf:" or rest.endswith("/") else PurePath(rest).parent).name
+            return f"{source}{folder}" if folder else value
+    prefix = "hf:" if not dataset and value.startswith("hf:") else ""
+    rest = value[len(prefix):]
+    is_path = "/" in rest if dataset else \
+        rest.endswith(_FILE_SUFFIXES) or rest.startswith(("/", ".", "~"))
+    return prefix + (PurePath(rest).name or rest) if is_path else value
 
 
 def labels(values, dataset: bool = False) -> dict[str, str]:

@@ -22,9 +22,14 @@ def protocol_item(key: str, value: str) -> str:
 
 
 def row_labels(rows: list[Row]) -> dict[Row, str]:
-    """`ViT-B/32 · random · C=0.316`: model, weights and the protocol params that differ between rows."""
+    """`ViT-B/32 · random · projection · C=0.316`: model, weights, layer and the protocol params that
+    differ between rows."""
+    return {r: " · ".join(cells) for r, cells in _row_cells(rows).items()}
+
+
+def _row_cells(rows: list[Row]) -> dict[Row, list[str]]:
     models, weights = names.labels(r[0] for r in rows), names.labels(r[1] for r in rows)
-    return {r: " · ".join([models[r[0]], weights[r[1]], *(protocol_item(k, v) for k, v in r[2])]) for r in rows}
+    return {r: [models[r[0]], weights[r[1]], r[2], *(protocol_item(k, v) for k, v in r[3])] for r in rows}
 
 
 def column_labels(board: Leaderboard) -> dict[Column, str]:
@@ -40,6 +45,16 @@ def title(board: Leaderboard, table: Table) -> str:
     if table.title == PROBE:
         text += ", full-data" + (f" ({limit} per class)" if limit not in (None, "null") else "")
     return text
+
+
+def _head(rows: list[Row]) -> str:
+    """The Markdown row header: model, weights, layer, and the protocol where rows differ in it."""
+    return "model | weights | layer" + (" | protocol" if any(r[3] for r in rows) else "")
+
+
+def _row(rows: list[Row], r: Row) -> str:
+    cells = _row_cells(rows)[r]
+    return " | ".join(cells[:3] + ([", ".join(cells[3:])] if any(x[3] for x in rows) else []))
 
 
 def _cell(t: Table, r: Row, c: Column | None, best) -> str:
@@ -74,20 +89,20 @@ def markdown(board: Leaderboard, baseline: str | None = None, diffs: Diffs | Non
         lines += ["Same protocol for every experiment: " + ", ".join(f"{k}={v}" for k, v in board.shared.items())
                   + ".", ""]
     for t in board.tables:
-        best, rows = t.bests(), row_labels(t.rows)
-        lines += [f"## {title(board, t)}", "", "| model | " + " | ".join(cols[c] for c in t.columns) + " | mean |",
-                  "|---|" + "---:|" * (len(t.columns) + 1)]
-        lines += [f"| {rows[r]} | " + " | ".join(_cell(t, r, c, best) for c in best) + " |" for r in t.rows]
+        best, rows, head = t.bests(), row_labels(t.rows), _head(t.rows)
+        lines += [f"## {title(board, t)}", "", f"| {head} | " + " | ".join(cols[c] for c in t.columns) + " | mean |",
+                  "|---" * (head.count("|") + 1) + "|" + "---:|" * (len(t.columns) + 1)]
+        lines += [f"| {_row(t.rows, r)} | " + " | ".join(_cell(t, r, c, best) for c in best) + " |" for r in t.rows]
         lines.append("")
         base = t.row_of.get(baseline) if baseline else None
         if base is not None and diffs and any(k[0] == t.title for k in diffs):
             lines += [f"### {title(board, t)}: difference from {rows[base]} ({baseline})", "",
                       "Row minus baseline (points) [paired 95% interval], p after Holm's correction over the datasets "
                       f"compared (top-1: exact McNemar; other metrics: paired bootstrap). **Bold**: p < {ALPHA}.", "",
-                      "| model | " + " | ".join(cols[c] for c in t.columns) + " |",
-                      "|---|" + "---:|" * len(t.columns)]
-            lines += [f"| {rows[r]} | " + " | ".join(_diff(diffs.get((t.title, r, c))) for c in t.columns) + " |"
-                      for r in t.rows if r != base]
+                      f"| {head} | " + " | ".join(cols[c] for c in t.columns) + " |",
+                      "|---" * (head.count("|") + 1) + "|" + "---:|" * len(t.columns)]
+            lines += [f"| {_row(t.rows, r)} | " + " | ".join(_diff(diffs.get((t.title, r, c))) for c in t.columns)
+                      + " |" for r in t.rows if r != base]
             lines.append("")
     lines += notes(board)
     return "\n".join(lines).rstrip() + "\n"
@@ -120,8 +135,8 @@ def _when(e: Experiment) -> str:
     return e.timestamp.strftime("%Y-%m-%d %H:%M:%S") if e.timestamp else "time unknown"
 
 
-CSV_HEADER = ["table", "model", "weights", "protocol", "dataset", "metric", "n_test", "value", "low", "high", "std",
-              "best", "experiment", "diff", "diff_low", "diff_high", "p", "p_holm", "significant"]
+CSV_HEADER = ["table", "model", "weights", "layer", "protocol", "dataset", "metric", "n_test", "value", "low", "high",
+              "std", "best", "experiment", "diff", "diff_low", "diff_high", "p", "p_holm", "significant"]
 
 
 def csv_text(board: Leaderboard, diffs: Diffs | None = None) -> str:
@@ -133,17 +148,17 @@ def csv_text(board: Leaderboard, diffs: Diffs | None = None) -> str:
     for t in board.tables:
         best = t.bests()
         for r in t.rows:
-            proto = "; ".join(f"{k}={v}" for k, v in r[2])
+            proto = "; ".join(f"{k}={v}" for k, v in r[3])
             for c in t.columns:
                 if (r, c) in t.cells:
                     cell, d = t.cells[r, c], (diffs or {}).get((t.title, r, c))
-                    w.writerow([t.title, r[0], r[1], proto, c[0], c[1], c[2], cell.value, cell.low, cell.high,
+                    w.writerow([t.title, *r[:3], proto, c[0], c[1], c[2], cell.value, cell.low, cell.high,
                                 "" if cell.std is None else cell.std, str(cell.value == best[c]).lower(),
                                 cell.experiment,
                                 *(["", "", "", "", "", ""] if d is None else
                                   [d.diff, d.low, d.high, d.p, d.p_holm, str(d.significant).lower()])])
             mean = t.mean(r)
             if mean is not None:
-                w.writerow([t.title, r[0], r[1], proto, "mean", "mean", "", round(mean, 4), "", "", "",
+                w.writerow([t.title, *r[:3], proto, "mean", "mean", "", round(mean, 4), "", "", "",
                             str(mean == best[None]).lower(), "", "", "", "", "", "", ""])
     return buf.getvalue()

@@ -4,7 +4,9 @@
 
 - keyed by dataset name, as the package's `prompts.json` (the CLIP paper's class names and
   templates, sources cited in it): `{cifar10: {classnames: [...], templates: [...]}, ...}`;
-  an ImageFolder missing from it gets its folder names in `a photo of a {}.`;
+  a user's dataset missing from it gets its class names (an ImageFolder's folder names) in the
+  source's own templates where it has them (a `wds:` shard set's
+  `zeroshot_classification_templates.txt`), else in `a photo of a {}.`;
 - one entry for whatever dataset is configured: `{templates: [...], classnames: ...}`.
 
 `classnames` is a list in label order or a mapping from the dataset's class names; each
@@ -105,10 +107,11 @@ def _classnames(raw, classes: list[str], where: str) -> tuple[tuple[str, ...], .
     raise ClipprobeError(f"{where}: classnames must be a list in label order or a mapping from class to name")
 
 
-def load(path: str | Path, dataset: str, classes: list[str], named: bool) -> Prompts:
+def load(path: str | Path, dataset: str, classes: list[str], named: bool, own: dict | None = None) -> Prompts:
     """The prompts of `dataset` (with `classes` in label order) from the file at `path`.
 
-    `named` says whether `dataset` is one of clipprobe's named datasets (else an ImageFolder).
+    `named` says whether `dataset` is one of clipprobe's named datasets (else the user's own);
+    `own` is the source's `templates` and `templates_source`, where it has them (info.json's).
     """
     path = Path(path)
     raw = _read(path)
@@ -118,7 +121,11 @@ def load(path: str | Path, dataset: str, classes: list[str], named: bool) -> Pro
             if named:
                 raise ClipprobeError(f"{where}: no entry for dataset {dataset!r}; add one with its templates "
                                      "(and class names)")
-            return Prompts(_classnames(None, classes, where), FOLDER_TEMPLATES, "ImageFolder folder names")
+            if own and own.get("templates"):
+                return Prompts(_classnames(None, classes, where), _templates(own["templates"], own["templates_source"]),
+                               f"the dataset's class names in its templates ({own['templates_source']})")
+            return Prompts(_classnames(None, classes, where), FOLDER_TEMPLATES, "the dataset's class names (ImageFolder: "
+                           "folder names)")
         raw = raw[dataset]
         where = f"{where} [{dataset}]"
         if not isinstance(raw, dict):
