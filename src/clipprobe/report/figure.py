@@ -35,13 +35,13 @@ def _column_label(column) -> str:
     return "\n".join([*(textwrap.wrap(name, WRAP) or [name]), names.metric(metric), f"n={n}"])
 
 
-def _panel(table, baseline: str | None, diffs: Diffs):
-    """values, colour values (points off the reference), and each cell's text lines."""
+def _panel(table, rows, baseline: str | None, diffs: Diffs):
+    """values, colour values (points off the reference), and each cell's text lines, for `rows`."""
     # a mean over one column would repeat it
     cols, base = [*table.columns, *([None] if len(table.columns) > 1 else [])], table.row_of.get(baseline)
-    values = np.full((len(table.rows), len(cols)), np.nan)
-    text = [[[] for _ in cols] for _ in table.rows]
-    for i, r in enumerate(table.rows):
+    values = np.full((len(rows), len(cols)), np.nan)
+    text = [[[] for _ in cols] for _ in rows]
+    for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             v = table.value(r, c)
             if v is None:
@@ -60,7 +60,7 @@ def _panel(table, baseline: str | None, diffs: Diffs):
             if cell.std is not None:
                 text[i][j].append(f"sd {cell.std:.1f}")
     if base is not None:
-        ref = values[table.rows.index(base)]
+        ref = values[rows.index(base)]
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # a column without values: its mean is NaN
@@ -88,12 +88,16 @@ def draw(board: Leaderboard, path: str | Path, baseline: str | None = None, diff
     import matplotlib.pyplot as plt
 
     diffs = diffs or {}
-    panels = [(t, *_panel(t, baseline, diffs)) for t in board.tables]
+    orders, previous = [], None    # a panel with the rows of the one before keeps its order, and shares its labels
+    for t in board.tables:
+        previous = previous if previous is not None and set(previous) == set(t.rows) else list(t.rows)
+        orders.append(previous)
+    panels = [(t, *_panel(t, rows, baseline, diffs)) for t, rows in zip(board.tables, orders)]
     lim = _scale(board, panels)
 
     layout, x, previous = [], 0.0, None     # (x, width, y labels or None, title) per panel, in inches
-    for t, cols, _, _, _ in panels:
-        labels = [row_labels(t.rows)[r] for r in t.rows]
+    for (t, cols, _, _, _), rows in zip(panels, orders):
+        labels = [row_labels(rows)[r] for r in rows]
         shown = labels if labels != previous else None
         x += _label_width(labels) if shown else GAP
         width = CELL_W * len(cols)
@@ -101,7 +105,7 @@ def draw(board: Leaderboard, path: str | Path, baseline: str | None = None, diff
                                                       break_on_hyphens=False)))
         x += width
         previous = labels
-    height = max(CELL_H * max(len(t.rows) for t in board.tables), BAR_H)
+    height = max(CELL_H * max(map(len, orders)), BAR_H)
     lines = max(_column_label(c).count("\n") + 1 for t in board.tables for c in t.columns)
     head = 0.15 + 0.17 * max(p[3].count("\n") + 1 for p in layout)
     fig_w, fig_h = x + 1.4, head + height + 0.13 * lines + 0.3
