@@ -33,7 +33,7 @@ demo: setup
 	@echo
 	@$(BIN)/python -c "from clipprobe.report import compare; print(compare.summary())"
 	@echo "(untrained model: its text tower knows no class names, so zero-shot is near chance, 10%)"
-	@echo "metrics: metrics/accuracy.json, fewshot.json, zeroshot.json, compare.json; plots: dvc plots show; all runs: dvc exp show"
+	@echo "metrics (numbers): metrics/*.json; records (every metric, interval, notes): results/*.json; plots: dvc plots show; all runs: dvc exp show"
 	@echo "params.yaml now holds the demo configuration; git checkout params.yaml returns to the default"
 
 test: setup

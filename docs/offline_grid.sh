@@ -13,4 +13,4 @@ dvc exp run --queue evaluate -S model.weights=random -S 'model.name=ViT-B/32,ViT
     -S "data.name=fashion-mnist,$shapes" -S data.limit_per_class=50 -S C=auto
 dvc queue start -j "${JOBS:-1}"
 while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
-clipprobe report --baseline HEAD --md docs/leaderboard.md --csv none --png docs/leaderboard.png
+clipprobe report --rev HEAD --md docs/leaderboard.md --csv none --png docs/leaderboard.png

@@ -1,22 +1,22 @@
-"""compare: few-shot against zero-shot and the full-data probe -> metrics/compare.json (how many
-shots zero-shot is worth) and plots/fewshot.png."""
+"""compare: few-shot against zero-shot and the full-data probe -> results/compare.json (how many
+shots zero-shot is worth; notes on what the comparison rests on) and plots/fewshot.png."""
 
-from clipprobe import atomic
+from clipprobe import atomic, params
 from clipprobe.report import compare
-from clipprobe.stage import METRICS, PLOTS, run
+from clipprobe.stage import PLOTS, RESULTS, run
 
 
 def main():
-    fewshot, zeroshot, full = (atomic.read_json(METRICS / f"{name}.json", f"rerun `dvc repro -f {stage}`")
-                               for name, stage in (("fewshot", "fewshot"), ("zeroshot", "zeroshot"),
-                                                   ("accuracy", "evaluate")))
-    result = compare.compare(fewshot, zeroshot, full)
-    compare.plot(fewshot, result, PLOTS / "fewshot.png")
-    atomic.write_json(METRICS / "compare.json", result)
-    worth = result["zeroshot_worth_shots"]
-    print(f"compare: zero-shot {result['zeroshot']:.2f}%"
-          + (f" is worth {worth} labelled images per class" if worth is not None else " (no few-shot curve)")
-          + f" against few-shot; {METRICS / 'compare.json'}, {PLOTS / 'fewshot.png'}")
+    p = params.load()
+    fewshot, zeroshot, full = (atomic.read_json(RESULTS / f"{name}.json", f"rerun `dvc repro -f {name}`")
+                               for name in ("fewshot", "zeroshot", "evaluate"))
+    result = compare.compare(fewshot, zeroshot, full, p.data.limit_per_class)
+    compare.plot(result, PLOTS / "fewshot.png")
+    atomic.write_json(RESULTS / "compare.json", result)
+    zs, worth = result["zeroshot"], result["zeroshot_worth_shots"]   # the summary: make demo prints it, once
+    print("compare: " + (f"zero-shot {zs['value']:.2f}%" if zs else "no zero-shot score")
+          + (f" is worth {worth} labelled images per class" if worth is not None else "")
+          + f"; {RESULTS / 'compare.json'}, {PLOTS / 'fewshot.png'}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""fewshot: k-shot probes over seeds on the cached features -> metrics/fewshot.json, metrics/fewshot.csv."""
+"""fewshot: k-shot probes over seeds on the cached features -> metrics/fewshot.json (per k the mean
+score, its 95% interval and the spread over seeds), results/fewshot.json (the record: identity,
+protocol, every metric, each seed, notes), metrics/fewshot.csv (the curve)."""
 
-from clipprobe import atomic, params
+from clipprobe import atomic, notes, params, results
 from clipprobe.encode import store
 from clipprobe.probe import fewshot
-from clipprobe.stage import FEATURES, METRICS, run
+from clipprobe.stage import FEATURES, METRICS, RESULTS, run
+
+PROTOCOL = ("fewshot.shots", "fewshot.seeds", "train.max_iter", "train.solver")
 
 
 def main():
@@ -11,7 +15,8 @@ def main():
     shots, seeds = list(p.fewshot.shots), p.fewshot.seeds
     x, y, manifest, val = store.read_train(FEATURES)
     classes = manifest["classes"]
-    runs, skipped = [], []
+    test_manifest = store.read_manifest(FEATURES / "test")   # the record names the test set it scores
+    runs, skipped, said, y_te = [], [], [], None
     if y.ndim == 2:  # k images per class is not defined when an image has several classes
         print(f"few-shot is not defined for the multi-label {manifest['dataset']}; fewshot.json stays empty")
         shots = []
@@ -23,11 +28,15 @@ def main():
             on_run=fewshot.progress())
         for s in skipped:
             print(fewshot.skip_note(s, classes))
+        said = notes.emit([n for n in (notes.unconverged("few-shot searches", [i for r in runs for i in r.n_iters],
+                                                         p.train.max_iter),) if n])
     else:
         print("few-shot is off (fewshot.shots: [])")
-    result = fewshot.summary(runs, skipped, classes, shots, seeds)
-    atomic.write_json(METRICS / "fewshot.json", result)
-    atomic.write_csv(METRICS / "fewshot.csv", fewshot.CURVE, fewshot.curve_rows(result))
+    record = {**results.identity(test_manifest), "params": results.param_values(p, PROTOCOL),
+              **fewshot.summary(runs, skipped, classes, shots, seeds, y_te, p.train.max_iter), "notes": said}
+    atomic.write_json(RESULTS / "fewshot.json", record)
+    atomic.write_json(METRICS / "fewshot.json", fewshot.metrics_of(record))
+    atomic.write_csv(METRICS / "fewshot.csv", fewshot.CURVE, fewshot.curve_rows(record))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def main():
         arrays["image_proj"] = encoder.image_proj.float().numpy()
     meta = {**identity_keys, "arch": encoder.arch, "weights_id": encoder.weights_id,
             "classnames": [list(n) for n in ps.classnames], "templates": list(ps.templates), "source": ps.source,
-            "cut_prompts": {classes[c.label]: [list(p) for p in c.cut] for c in cuts}}   # left out: (name, template)
+            "params": {"zeroshot.templates": p.zeroshot.templates},   # what zero-shot's record names as its protocol
+            "cut_prompts": {classes[c.label]: [list(pair) for pair in c.cut] for c in cuts}}   # left out: (name, template)
     with atomic.folder(TEXT) as tmp:   # text/ is whole or absent
         np.savez(tmp / "embeddings.npz", **arrays)
         atomic.write_json(tmp / "embeddings.json", meta)

@@ -1,34 +1,46 @@
-"""zeroshot: test features against the class embeddings -> metrics/zeroshot.json."""
+"""zeroshot: test features against the class embeddings -> metrics/zeroshot.json (the headline
+`score`, its 95% interval, `n_test`), results/zeroshot.json (the record) and results/zeroshot.parquet
+(per-image predictions)."""
 
 import numpy as np
 
-from clipprobe import atomic, identity, metrics
+from clipprobe import atomic, identity, intervals, notes, results
 from clipprobe.encode import store
-from clipprobe.stage import FEATURES, METRICS, TEXT, run
+from clipprobe.stage import FEATURES, METRICS, RESULTS, TEXT, run
 from clipprobe.zeroshot import score
 
 
 def main():
     meta = atomic.read_json(TEXT / "embeddings.json", "rerun `dvc repro -f text`")
     if meta.get("text_tower") is False:   # the text stage's record: no score, and why
-        atomic.write_json(METRICS / "zeroshot.json", {k: meta[k] for k in ("dataset", "model", "weights",
-                                                                          "text_tower", "reason")})
-        print(f"zero-shot: skipped, {meta['reason']} ({meta['model']}); record in {METRICS / 'zeroshot.json'}")
+        record = {**results.identity(store.read_manifest(FEATURES / "test")), "params": meta.get("params", {}),
+                  "text_tower": False, "skipped": meta["reason"], "notes": []}
+        atomic.write_json(RESULTS / "zeroshot.json", record)
+        atomic.write_json(METRICS / "zeroshot.json", results.metrics_file(record))
+        results.write_predictions(RESULTS / "zeroshot.parquet", np.zeros(0), np.zeros(0, np.int64),
+                                  np.zeros((0, len(meta["classes"]))), np.arange(len(meta["classes"])))
+        print(f"zero-shot: skipped, {meta['reason']} ({meta['model']}); record in {RESULTS / 'zeroshot.json'}")
         return
-    x, y, _, manifest = store.read_features(FEATURES / "test")
+    x, y, ids, manifest = store.read_features(FEATURES / "test")
     identity.check(meta, manifest, ("arch", "weights_id", "classes"), str(FEATURES / "test"),
                    "the class embeddings were made for")
     with np.load(TEXT / "embeddings.npz", allow_pickle=False) as arrays:
         class_emb = arrays["class_emb"]
         proj = arrays["image_proj"] if manifest["layer"] == "pre_projection" else None
     scores = score.scores(x, class_emb, proj)
-    metric = meta["metric"]
-    result = {**metrics.metrics(y, scores, np.arange(len(meta["classes"])), metric), "n_test": len(y),
-              "n_templates": len(meta["templates"]), "layer": manifest["layer"],
-              "dataset": meta["dataset"], "model": meta["model"], "weights": meta["weights"]}
-    atomic.write_json(METRICS / "zeroshot.json", result)
-    print(f"zero-shot test {metric} {result['score']:.2f}% on {len(y)} images ({meta['model']}, {meta['weights']}, "
-          f"{len(meta['templates'])} templates); metrics in {METRICS / 'zeroshot.json'}")
+    metric, classes = meta["metric"], np.arange(len(meta["classes"]))
+    record = {**results.identity(manifest), "params": meta.get("params", {}), "metric": metric,
+              "metrics": intervals.metrics_with_intervals(y, scores, classes, metric),
+              "interval": intervals.METHOD, "n_test": len(y), "n_templates": len(meta["templates"])}
+    said = notes.point_interval("zero-shot", metric, record["metrics"][metric], len(y))
+    record["notes"] = notes.emit([said] if said else [])
+    atomic.write_json(RESULTS / "zeroshot.json", record)
+    atomic.write_json(METRICS / "zeroshot.json", results.metrics_file(record))
+    results.write_predictions(RESULTS / "zeroshot.parquet", ids, y, scores, classes)
+    m = record["metrics"][metric]
+    print(f"zero-shot test {metric} {m['value']:.2f}% (95% interval {m['low']:.2f}-{m['high']:.2f}) on {len(y)} "
+          f"images ({meta['model']}, {meta['weights']}, {len(meta['templates'])} templates); "
+          f"metrics in {METRICS / 'zeroshot.json'}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipprobe import devices, params
+from clipprobe import devices, intervals, params
 from clipprobe.errors import ClipprobeError
 from clipprobe.probe import fewshot, torch_solver
 from clipprobe.report import compare
@@ -75,15 +75,36 @@ def test_grid_fits_each_k_and_seed_skips_the_k_a_class_cannot_supply_and_reports
     assert sorted({(r.k, r.seed) for r in runs}) == [(1, 0), (1, 1), (8, 0), (8, 1)]
     assert [(s.k, s.label) for s in skipped] == [(16, 1)]
     assert min(r.test["top1"] for r in runs if r.k == 8) > 90            # well-separated clusters
-    out = fewshot.summary(runs, skipped, ["a", "b", "c"], [1, 8, 16], 2)
+    out = fewshot.summary(runs, skipped, ["a", "b", "c"], [1, 8, 16], 2, y_te, 200)
     assert list(out["results"]) == ["1", "8"] and set(out["results"]["8"]["per_seed"]) == {"0", "1"}
     assert out["skipped"] == [{"k": 16, "class": "b", "split": "train", "have": 13, "need": 20}]
+    assert out["n_test"] == len(y_te) and out["metric"] == "top1"
     r8 = out["results"]["8"]
-    assert r8["top1_mean"] == pytest.approx(np.mean([s["top1"] for s in r8["per_seed"].values()]), abs=1e-3)
+    seeds = [s["top1"] for s in r8["per_seed"].values()]
+    assert r8["top1"]["value"] == pytest.approx(np.mean(seeds), abs=1e-3) and r8["score"] == r8["top1"]
+    assert r8["top1"]["std"] == pytest.approx(np.std(seeds), abs=1e-3)
+    assert r8["top1"]["low"] <= r8["top1"]["value"] <= r8["top1"]["high"]
+    assert all(s["converged"] and s["n_iter"] > 0 for s in r8["per_seed"].values())
     note = fewshot.skip_note(skipped[0], ["a", "b", "c"])
     assert "k=16" in note and "'b'" in note and "\n" not in note
-    assert fewshot.curve_rows(out) == [(1, 0.0, out["results"]["1"]["top1_mean"], out["results"]["1"]["top1_std"], 2),
-                                       (8, 3.0, r8["top1_mean"], r8["top1_std"], 2)]
+    r1 = out["results"]["1"]["score"]
+    assert fewshot.curve_rows(out) == [(1, 0.0, r1["value"], r1["std"], r1["low"], r1["high"], 2),
+                                       (8, 3.0, r8["score"]["value"], r8["score"]["std"], r8["score"]["low"],
+                                        r8["score"]["high"], 2)]
+    assert fewshot.metrics_of(out) == {"n_test": 60, **{f"{k}-shot": {
+        "score": r["score"]["value"], "score_low": r["score"]["low"], "score_high": r["score"]["high"],
+        "score_std": r["score"]["std"]} for k, r in out["results"].items()}}
+
+
+def test_few_shot_interval_is_the_bootstrap_of_each_images_mean_correctness_over_seeds():
+    y = np.array([0, 1] * 50)
+    right = [np.arange(100) < 60, np.arange(100) < 80]          # seed 0: 60% right, seed 1: 80%
+    runs = [fewshot.Run(1, s, 1.0, 50.0, {"top1": 60.0 + 20 * s, "mean_per_class_recall": 60.0 + 20 * s,
+                                          "score": 60.0 + 20 * s, "metric": "top1"},
+                        np.packbits(c).tobytes(), (5,)) for s, c in enumerate(right)]
+    r = fewshot.summary(runs, [], ["a", "b"], [1], 2, y, 1000)["results"]["1"]["top1"]
+    expected = intervals.percentile(intervals.distribution("top1", {"label": y, "correct": np.mean(right, axis=0)}))
+    assert (r["value"], r["std"], (r["low"], r["high"])) == (70.0, 10.0, expected)
 
 
 def test_grid_in_worker_processes_gives_the_runs_of_one_process_in_order():
@@ -132,13 +153,22 @@ def test_shots_zero_shot_is_worth_interpolates_in_log2_k_to_two_figures(curve, z
 
 
 def test_the_summary_says_why_there_is_no_worth_instead_of_none(tmp_path):
+    """fewshot.shots: [] (no curve), as the three stages' records give it."""
     import json
-    (tmp_path / "fewshot.json").write_text(json.dumps({"results": {}, "skipped": []}))
-    (tmp_path / "compare.json").write_text(json.dumps(compare.compare({"results": {}}, {"score": 12.0},
-                                                                      {"metric": "top1", "score": 50.0, "dataset": "d",
-                                                                       "model": "m", "weights": "w"})))
+
+    def score(v):
+        return {"value": v, "low": v - 1, "high": v + 1}
+
+    full = {"dataset": "d", "model": "m", "weights": "w", "metric": "top1", "n_test": 100, "features": "f",
+            "metrics": {"top1": score(50.0)}}
+    fewshot = {"metric": None, "results": {}, "skipped": [], "features": "f"}
+    zeroshot = {"metric": "top1", "metrics": {"top1": score(12.0)}, "features": "f"}
+    (tmp_path / "fewshot.json").write_text(json.dumps(fewshot))
+    result = compare.compare(fewshot, zeroshot, full)
+    (tmp_path / "compare.json").write_text(json.dumps(result))
     text = compare.summary(tmp_path)
-    assert "None" not in text and "no few-shot curve to weigh it against" in text
+    assert result["zeroshot_worth_shots"] is None and "None" not in text
+    assert "12.00% [11.00, 13.00] (no few-shot curve to weigh it against" in text
 
 
 @pytest.mark.parametrize("raw, culprit", [

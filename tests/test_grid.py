@@ -111,15 +111,16 @@ def grid(tmp_path_factory):
 
 
 def _headline(g, sha):
-    """(metric, value) of an experiment's accuracy.json, read from its git commit: `metric` and
-    `score` where it has them, else top1."""
+    """(metric, value) of an experiment's headline, read from its git commit: the metric its record
+    names, the score its metrics file holds."""
+    record = json.loads(run(["git", "show", f"{sha}:results/evaluate.json"], g.dest, g.env))
     acc = json.loads(run(["git", "show", f"{sha}:metrics/accuracy.json"], g.dest, g.env))
-    return acc.get("metric", "top1"), acc.get("score", acc["top1"])
+    return record["metric"], acc["score"]
 
 
 def test_report_on_zero_experiments_says_so_in_one_line(grid):
     assert grid.empty.rc == 1 and grid.empty.stdout == "" and grid.empty.files == []
-    assert grid.empty.stderr.count("\n") == 1 and grid.empty.stderr.startswith("no finished experiments")
+    assert grid.empty.stderr.count("\n") == 1 and grid.empty.stderr.startswith("error: no finished experiments")
 
 
 def test_a_grid_whose_worker_is_killed_mid_grid_still_finishes_every_cell(grid):
@@ -141,7 +142,8 @@ def test_each_cell_of_the_queued_grid_is_its_experiments_metric(grid):
     for c in r.cells:
         assert (c["metric"], float(c["value"])) == _headline(grid, grid.first_exps[c["experiment"]])
     assert "| tiny-clip.json | random | projection |" in r.stdout and "| mean |" in r.stdout   # auto, resolved
-    assert "colours (top1)" in r.stdout and "wrote reports/leaderboard.md" in r.stdout
+    assert "colours (top-1, n=6)" in r.stdout and "wrote reports/leaderboard.md" in r.stdout
+    assert all(float(c["low"]) <= float(c["value"]) <= float(c["high"]) and c["n_test"] for c in r.cells)
 
 
 def test_models_of_every_source_added_to_the_grid_compute_only_their_own_cells(grid):

@@ -46,13 +46,13 @@ def test_a_shard_set_runs_the_whole_pipeline_from_the_quoted_override_with_the_f
     assert all(f"Running stage '{s}'" in out for s in ALL)
     assert yaml.safe_load((dest / "params.yaml").read_text())["data"]["name"] == names["wds"]
     _same_features(dest, reference)
-    acc = json.loads((dest / "metrics" / "accuracy.json").read_text())
+    acc = json.loads((dest / "results" / "evaluate.json").read_text())
     assert acc["dataset"] == names["wds"] and acc["n_train"] == 18 and acc["n_test"] == 9
     text = json.loads((dest / "text" / "embeddings.json").read_text())   # zero-shot prompts from the shard set
     assert text["templates"] == [t.replace("{c}", "{}") for t in TEMPLATES]
     assert "zeroshot_classification_templates.txt" in text["source"] and text["classnames"][2] == ["owl"]
-    assert set(json.loads((dest / "metrics" / "fewshot.json").read_text())["results"]) == {"1", "2"}
-    assert (dest / "metrics" / "zeroshot.json").is_file() and (dest / "metrics" / "compare.json").is_file()
+    assert set(json.loads((dest / "results" / "fewshot.json").read_text())["results"]) == {"1", "2"}
+    assert (dest / "metrics" / "zeroshot.json").is_file() and (dest / "results" / "compare.json").is_file()
 
 
 @pytest.mark.parametrize("kind", ["hf saved", "hf parquet"])

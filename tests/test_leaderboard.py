@@ -11,198 +11,258 @@ import tomllib
 from conftest import REPO
 from PIL import Image
 
-from clipprobe import metrics
 from clipprobe.errors import ClipprobeError
 from clipprobe.probe import fewshot as fewshot_mod
-from clipprobe.report import figure, leaderboard
-from clipprobe.report.experiments import _metrics
+from clipprobe.report import figure, leaderboard, names, render
 from clipprobe.report.leaderboard import PROBE, ZERO_SHOT, Experiment
+from clipprobe.report.paired import Difference
 
 T0 = datetime(2025, 1, 1, 12, 0, 0)
 
 
-def exp(name, model, dataset, acc, minute=0, weights="random", layer="projection", C=1.0, **files):
-    metrics = {"accuracy.json": acc if isinstance(acc, dict) else {"top1": acc}}
-    metrics.update({f"{k}.json": v for k, v in files.items()})
+def record(dataset, model, value, weights="random", layer="projection", n=100, metric="top1", params=None,
+           features=None, notes=(), **extra):
+    """A results/evaluate.json or zeroshot.json as the stages write it (the fields the report reads)."""
+    return {"dataset": dataset, "model": model, "weights": weights, "layer": layer, "features": features,
+            "params": params or {}, "metric": metric, "n_test": n,
+            "metrics": {metric: {"value": value, "low": value - 2.5, "high": value + 2.0}}, "notes": list(notes),
+            **extra}
+
+
+def exp(name, model, dataset, acc, minute=0, weights="random", layer="projection", C=1.0, limit=None,
+        zeroshot=None, fewshot=None, features=None):
+    """An experiment whose records are its own unless a record given says otherwise."""
+    records = {"evaluate": acc if isinstance(acc, dict) else
+               record(dataset, model, acc, weights, layer, params={"C": C}, features=features)}
+    records.update({k: v for k, v in (("zeroshot", zeroshot), ("fewshot", fewshot)) if v is not None})
     return Experiment(name=name, rev=f"{name}0000000", baseline="abc1234", timestamp=T0 + timedelta(minutes=minute),
-                      params={"data": {"name": dataset, "root": "auto"}, "C": C,
-                              "model": {"name": model, "weights": weights}, "extract": {"layer": layer}},
-                      metrics=metrics)
+                      params={"data": {"name": dataset, "root": "auto", "limit_per_class": limit}, "C": C,
+                              "model": {"name": model, "weights": weights}, "extract": {"layer": layer},
+                              "fewshot": {"seeds": 2}},
+                      records=records, features=features)
+
+
+def table(board, title=PROBE):
+    return next(t for t in board.tables if t.title == title)
 
 
 def cells(board, title=PROBE):
-    table = next(t for t in board.tables if t.title == title)
-    return {(r[0], c[0]): cell.value for (r, c), cell in table.cells.items() if r[2] == "projection"}, table
+    t = table(board, title)
+    return {(r[0], c[0]): cell.value for (r, c), cell in t.cells.items()}
 
 
-def csv_rows(board):
-    return list(csv.DictReader(io.StringIO(leaderboard.csv_text(board))))
+def csv_rows(board, diffs=None):
+    return list(csv.DictReader(io.StringIO(render.csv_text(board, diffs))))
 
 
 GRID = [exp("a", "ViT-B/32", "cifar10", 80.0), exp("b", "ViT-B/32", "dtd", 50.0),
         exp("c", "RN50", "cifar10", 70.0), exp("d", "RN50", "dtd", 64.0)]
 
 
-def test_one_row_per_model_weights_layer_one_column_per_dataset_and_their_mean():
-    board = leaderboard.build(GRID + [exp("e", "ViT-B/32", "cifar10", 81.0, layer="pre_projection")])
-    values, table = cells(board)
-    assert board.rows == [("RN50", "random", "projection"), ("ViT-B/32", "random", "projection"),
-                          ("ViT-B/32", "random", "pre_projection")]     # by mean, rows lacking a dataset last
-    assert table.columns == [("cifar10", "top1"), ("dtd", "top1")]
-    assert table.cells[board.rows[2], ("cifar10", "top1")].value == 81.0
-    assert values == {("ViT-B/32", "cifar10"): 80.0, ("ViT-B/32", "dtd"): 50.0,
-                      ("RN50", "cifar10"): 70.0, ("RN50", "dtd"): 64.0}
-    assert table.mean(board.rows[0]) == 67.0 and table.mean(board.rows[1]) == 65.0
-    assert table.mean(board.rows[2]) is None          # a mean over fewer datasets would not compare
-    assert board.replaced == [] and board.skipped == []
+def test_one_row_per_model_one_column_per_dataset_metric_and_test_set_size_and_their_mean():
+    board = leaderboard.build(GRID)
+    t = table(board)
+    assert [r[:2] for r in t.rows] == [("RN50", "random"), ("ViT-B/32", "random")]      # by mean
+    assert t.columns == [("cifar10", "top1", 100), ("dtd", "top1", 100)]
+    assert cells(board) == {("ViT-B/32", "cifar10"): 80.0, ("ViT-B/32", "dtd"): 50.0,
+                            ("RN50", "cifar10"): 70.0, ("RN50", "dtd"): 64.0}
+    assert t.mean(t.rows[0]) == 67.0 and t.mean(t.rows[1]) == 65.0
+    assert board.replaced == [] and board.skipped == [] and board.not_run == []
 
 
-def test_headline_is_score_named_by_metric_where_present_else_top1():
-    board = leaderboard.build([exp("a", "RN50", "flowers102", {"top1": 90.0, "metric": "mean_per_class_recall",
-                                                                "score": 85.5}),
-                               exp("b", "RN50", "cifar10", {"top1": 70.0, "top5": 99.0})])
-    _, table = cells(board)
-    assert table.columns == [("cifar10", "top1"), ("flowers102", "mean_per_class_recall")]
-    assert table.mean(board.rows[0]) == pytest.approx((85.5 + 70.0) / 2)
+def test_each_cell_shows_its_interval_and_each_header_its_test_set_size():
+    md = render.markdown(leaderboard.build(GRID))
+    assert "| model | weights | layer | cifar10 (top-1, n=100) | dtd (top-1, n=100) | mean |" in md
+    assert "| RN50 | random | projection | 70.00 [67.50, 72.00] | **64.00** [61.50, 66.00] | **67.00** |" in md
+    row = next(r for r in csv_rows(leaderboard.build(GRID)) if r["experiment"] == "c")
+    assert (row["value"], row["low"], row["high"], row["n_test"]) == ("70.0", "67.5", "72.0", "100")
+
+
+def test_a_row_lacking_a_dataset_has_no_mean_and_comes_last():
+    board = leaderboard.build(GRID + [exp("e", "RN101", "cifar10", 95.0)])
+    t = table(board)
+    assert t.rows[-1][0] == "RN101" and t.mean(t.rows[-1]) is None
+
+
+def test_headline_is_the_records_metric_and_names_its_column():
+    board = leaderboard.build([exp("a", "RN50", "flowers102", record("flowers102", "RN50", 85.5,
+                                                                     metric="mean_per_class_recall", n=6149,
+                                                                     params={"C": 1.0})),
+                               exp("b", "RN50", "cifar10", 70.0)])
+    assert table(board).columns == [("cifar10", "top1", 100), ("flowers102", "mean_per_class_recall", 6149)]
+    assert "flowers102 (mean per-class recall, n=6149)" in render.markdown(board)
 
 
 def test_best_of_each_column_and_of_the_mean_is_marked_ties_all():
     board = leaderboard.build(GRID + [exp("e", "RN101", "cifar10", 80.0), exp("f", "RN101", "dtd", 10.0)])
-    md = leaderboard.markdown(board)
-    lines = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
-    assert lines["ViT-B/32"].endswith("| **80.00** | 50.00 | 65.00 |")
-    assert lines["RN50"].endswith("| 70.00 | **64.00** | **67.00** |")
-    assert lines["RN101"].endswith("| **80.00** | 10.00 | 45.00 |")
     best = {(r["model"], r["dataset"]) for r in csv_rows(board) if r["best"] == "true"}
     assert best == {("ViT-B/32", "cifar10"), ("RN101", "cifar10"), ("RN50", "dtd"), ("RN50", "mean")}
 
 
-def test_duplicates_the_latest_wins_whatever_the_order_and_the_output_says_so():
-    old = exp("old-run", "RN50", "cifar10", 70.0, minute=1, C=1.0)
-    new = exp("new-run", "RN50", "cifar10", 72.0, minute=2, C=0.316)
+def test_experiments_that_differ_in_protocol_are_separate_rows_labelled_by_what_differs():
+    auto = exp("searched", "RN50", "cifar10", 72.0, minute=1, C="auto")
+    given = exp("given", "RN50", "cifar10", 70.0, minute=2, C=0.316)      # later: "latest wins" would hide auto
+    small = exp("small", "RN50", "cifar10", 60.0, minute=3, C="auto", limit=20)
+    board = leaderboard.build([auto, given, small])
+    t = table(board)
+    labels = render.row_labels(t.rows)
+    assert {labels[r]: c.experiment for (r, _), c in t.cells.items()} == {
+        "RN50 · random · projection · C=auto · all images": "searched",
+        "RN50 · random · projection · C=0.316 · all images": "given",
+        "RN50 · random · projection · C=auto · 20 per class": "small"}
+    assert "| RN50 | random | projection | C=0.316, all images | 70.00 [67.50, 72.00] |" in render.markdown(board)
+    assert board.replaced == []
+
+
+def test_a_new_C_does_not_split_the_zero_shot_rows_it_cannot_change():
+    zs = record("cifar10", "RN50", 40.0)
+    board = leaderboard.build([exp("searched", "RN50", "cifar10", 72.0, minute=1, C="auto", zeroshot=zs),
+                               exp("given", "RN50", "cifar10", 70.0, minute=2, C=0.316, zeroshot=zs)])
+    assert len(table(board).rows) == 2 and len(table(board, ZERO_SHOT).rows) == 1
+    assert [(t, d, k.name) for t, _, d, k, _ in board.replaced] == [(ZERO_SHOT, "cifar10", "given")]
+
+
+def test_strict_stops_where_protocols_differ_or_a_cell_repeats():
+    with pytest.raises(ClipprobeError, match=r"differ in protocol \(C = 0.316, auto\)"):
+        leaderboard.build([exp("a", "RN50", "cifar10", 72.0, C="auto"), exp("b", "RN50", "cifar10", 70.0, C=0.316)],
+                          strict=True)
+    with pytest.raises(ClipprobeError, match="2 experiments of one protocol for RN50 / random / projection on "
+                                             "cifar10: b, a"):
+        leaderboard.build([exp("a", "RN50", "cifar10", 70.0, minute=1), exp("b", "RN50", "cifar10", 71.0, minute=2)],
+                          strict=True)
+
+
+def test_duplicates_of_one_protocol_the_latest_wins_whatever_the_order_and_the_output_says_so():
+    old = exp("old-run", "RN50", "cifar10", 70.0, minute=1)
+    new = exp("new-run", "RN50", "cifar10", 72.0, minute=2)
     for order in ([old, new], [new, old]):
         board = leaderboard.build([*order, exp("x", "RN50", "dtd", 60.0)])
-        values, table = cells(board)
-        assert values[("RN50", "cifar10")] == 72.0
-        assert table.cells[board.rows[0], ("cifar10", "top1")].experiment == "new-run"
-        md = leaderboard.markdown(board)
+        assert cells(board)[("RN50", "cifar10")] == 72.0
+        md = render.markdown(board)
         assert "the latest wins" in md
-        assert "RN50 / random / projection on cifar10: new-run (2025-01-01 12:02:00) over old-run" in md
-        assert board.varying == {"C": ["0.316", "1.0"]}
-        rows = [r for r in csv_rows(board) if r["dataset"] == "cifar10"]
-        assert [(r["value"], r["experiment"]) for r in rows] == [("72.0", "new-run")]
+        assert "linear probe, RN50 · random · projection on cifar10: new-run (2025-01-01 12:02:00) over old-run" in md
 
 
-def test_duplicates_error_names_the_experiments():
-    with pytest.raises(ClipprobeError, match="2 experiments for RN50 / random / projection on cifar10: b, a"):
-        leaderboard.build([exp("a", "RN50", "cifar10", 70.0, minute=1), exp("b", "RN50", "cifar10", 71.0, minute=2)],
-                          duplicates="error")
-
-
-def _fewshot_json(means: dict[int, list[float]], metric="top1"):
-    """A fewshot.json as the fewshot stage writes it (its own summary function), test scores per seed."""
-    runs = [fewshot_mod.Run(k=k, seed=s, C=1.0, val_score=50.0,
-                            test={"top1": v, "mean_per_class_recall": v - 1, "score": v, "metric": metric})
-            for k, values in means.items() for s, v in enumerate(values)]
-    return fewshot_mod.summary(runs, [], ["a", "b"], sorted(means), seeds=2)
-
-
-def _zeroshot_json(model="RN50"):
-    """A zeroshot.json as the zeroshot stage writes it: metrics.metrics (here top-1 3 of 4) and its fields."""
-    y, scores = np.array([0, 1, 1, 0]), np.eye(2)[[0, 1, 0, 0]]
-    return {**metrics.metrics(y, scores, np.arange(2)), "dataset": "cifar10", "model": model, "weights": "random"}
-
-
-ACC = {"top1": 80.0, "dataset": "cifar10", "model": "RN50", "weights": "random"}
-
-
-def test_zero_shot_and_few_shot_tables_from_the_files_their_stages_write():
-    few = _fewshot_json({1: [38.0, 42.0], 4: [60.0, 62.0]})
-    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json(), fewshot=few),
-                               exp("b", "RN50", "dtd", 50.0)])
-    assert [t.title for t in board.tables] == [PROBE, ZERO_SHOT, "few-shot, 1 shot", "few-shot, 4 shots"]
-    assert cells(board, ZERO_SHOT)[0] == {("RN50", "cifar10"): 75.0}
-    assert cells(board, "few-shot, 1 shot")[0] == {("RN50", "cifar10"): 40.0}
-    assert cells(board, "few-shot, 4 shots")[0] == {("RN50", "cifar10"): 61.0}
-    md = leaderboard.markdown(board)
-    assert "## Zero-shot" in md and "## Few-shot, 1 shot" in md and board.skipped == []
-
-
-def test_fewshot_reads_the_headline_mean_over_seeds_named_by_the_files_metric():
-    few = _fewshot_json({2: [70.0, 80.0]}, metric="mean_per_class_recall")
-    assert leaderboard.fewshot(few) == {2: ("mean_per_class_recall", 75.0)}
-    assert leaderboard.fewshot({"results": {"2": {"top1_mean": 70.0}}}) == {2: ("top1", 70.0)}
-    assert leaderboard.fewshot(_fewshot_json({})) == {}        # few-shot off, or multi-label
-
-
-def test_a_zeroshot_json_of_another_run_is_not_shown():
-    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json(model="ViT-B/32"))])
+def test_a_record_of_another_dataset_or_model_is_not_run_in_this_experiment():
+    inherited = record("fashion-mnist", "RN50", 10.0)        # a baseline commit's file, kept by a targeted run
+    few = _fewshot_record({1: [10.0, 10.0]}, dataset="fashion-mnist")
+    board = leaderboard.build([exp("folder-run", "RN50", "/data/folder", 100.0, zeroshot=inherited, fewshot=few)])
     assert [t.title for t in board.tables] == [PROBE]
-    assert board.skipped == [("a", "its zeroshot.json has no score or top1, or is another run's "
-                                   "(zero-shot cell left empty)")]
+    assert board.not_run == [
+        ("folder-run", "zeroshot", "results/zeroshot.json is from data.name=fashion-mnist (this experiment: "
+                                   "/data/folder)"),
+        ("folder-run", "fewshot", "results/fewshot.json is from data.name=fashion-mnist (this experiment: "
+                                  "/data/folder)")]
+    assert "Not run in these experiments" in render.markdown(board)
+
+
+def test_a_record_of_other_test_features_or_another_protocol_is_not_the_experiments():
+    stale = exp("limit-20", "RN50", "cifar10", record("cifar10", "RN50", 80.0, params={"C": 1.0}, features="f100"),
+                features="f20")
+    other_c = exp("c-given", "RN50", "cifar10", record("cifar10", "RN50", 80.0, params={"C": "auto"}))
+    board = leaderboard.build([stale, other_c])
+    assert board.tables == [] and [n for n, _ in board.skipped] == ["limit-20", "c-given"]
+    assert [why for _, _, why in board.not_run] == [
+        "results/evaluate.json scored other test features than this experiment's (another extraction)",
+        "results/evaluate.json was made with C=auto (this experiment: 1.0)"]
+
+
+def _fewshot_record(means: dict[int, list[float]], dataset="cifar10", metric="top1", n_test=4):
+    """A results/fewshot.json as the fewshot stage writes it (its own summary function)."""
+    y = np.arange(n_test) % 2
+    runs = [fewshot_mod.Run(k=k, seed=s, C=1.0, val_score=50.0,
+                            test={"top1": v, "mean_per_class_recall": v - 1, "score": v, "metric": metric},
+                            correct=np.packbits(np.arange(n_test) < s + 2).tobytes(), n_iters=(10,))
+            for k, values in means.items() for s, v in enumerate(values)]
+    return {"dataset": dataset, "model": "RN50", "weights": "random", "layer": "projection", "features": None,
+            "params": {"fewshot.seeds": 2},
+            **fewshot_mod.summary(runs, [], ["a", "b"], sorted(means), 2, y, 1000), "notes": []}
+
+
+def test_zero_shot_and_few_shot_tables_from_the_records_their_stages_write():
+    few = _fewshot_record({1: [38.0, 42.0], 4: [60.0, 62.0]})
+    board = leaderboard.build([exp("a", "RN50", "cifar10", 80.0, zeroshot=record("cifar10", "RN50", 75.0),
+                                   fewshot=few), exp("b", "RN50", "dtd", 50.0)])
+    assert [t.title for t in board.tables] == [PROBE, ZERO_SHOT, "few-shot, 1 shot", "few-shot, 4 shots"]
+    assert cells(board, ZERO_SHOT) == {("RN50", "cifar10"): 75.0}
+    assert cells(board, "few-shot, 1 shot") == {("RN50", "cifar10"): 40.0}
+    cell = next(iter(table(board, "few-shot, 4 shots").cells.values()))
+    assert (cell.value, cell.std, cell.n_test) == (61.0, 1.0, 4) and cell.low <= 61.0 <= cell.high
+    md = render.markdown(board)
+    assert "## Zero-shot" in md and "## Few-shot, 1 shot" in md and " ±1.00 |" in md
 
 
 def test_a_model_without_a_text_tower_shows_a_dash_for_zero_shot_and_its_layer_as_its_source_resolved_it():
-    timm_acc = {**ACC, "model": "timm:test_vit", "layer": "pre_logits"}
-    no_tower = {"dataset": "cifar10", "model": "timm:test_vit", "weights": "random", "text_tower": False,
-                "reason": "timm models are image towers only"}
-    board = leaderboard.build([exp("a", "RN50", "cifar10", ACC, zeroshot=_zeroshot_json()),
-                               exp("t", "timm:test_vit", "cifar10", timm_acc, layer="auto", zeroshot=no_tower)])
-    timm_row = ("timm:test_vit", "random", "pre_logits")     # extract.layer: auto, as accuracy.json records it
-    assert timm_row in board.rows and board.skipped == []
-    zero_shot = next(t for t in board.tables if t.title == ZERO_SHOT)
-    assert zero_shot.value(timm_row, ("cifar10", "top1")) is None
-    md = leaderboard.markdown(board).split("## Zero-shot")[1]
-    assert "| timm:test_vit | random | pre_logits | - | - |" in md and "| RN50 | random | projection | **75.00** |" in md
+    timm = record("cifar10", "timm:test_vit", 80.0, layer="pre_logits", params={"C": 1.0})   # extract.layer: auto
+    no_tower = {"dataset": "cifar10", "model": "timm:test_vit", "weights": "random", "layer": "pre_logits",
+                "text_tower": False, "skipped": "timm models are image towers only"}
+    board = leaderboard.build([exp("t", "timm:test_vit", "cifar10", timm, layer="auto", zeroshot=no_tower),
+                               exp("b", "ViT-B/32", "cifar10", 82.0, zeroshot=record("cifar10", "ViT-B/32", 60.0))])
+    assert ("timm:test_vit", "random", "pre_logits", ()) in table(board).rows and board.skipped == []
+    assert cells(board, ZERO_SHOT) == {("ViT-B/32", "cifar10"): 60.0}
+    assert ("t", "zero-shot not scored: timm models are image towers only") in board.notes
+    zero_shot = render.markdown(board).split("## Zero-shot")[1].split("##")[0]
+    assert "| timm:test_vit | random | pre_logits | - | - |" in zero_shot
+    assert "| ViT-B/32 | random | projection | **60.00** [57.50, 62.00]" in zero_shot
 
 
-def test_experiments_without_a_headline_are_listed_not_shown():
-    bad = Experiment(name="no-metrics", params={"model": {"name": "RN50"}, "data": {"name": "dtd"}})
-    board = leaderboard.build([*GRID, bad, exp("broken", "RN50", "mnist", {"top5": 99.0})])
-    assert len(board.rows) == 2 and [t.columns for t in board.tables][0] == [("cifar10", "top1"), ("dtd", "top1")]
-    assert "Not shown: no-metrics (no metrics/accuracy.json); broken (accuracy.json has neither score nor top1)" \
-        in leaderboard.markdown(board)
+def test_notes_of_the_records_and_a_full_data_probe_smaller_than_the_largest_k_are_shown():
+    acc = record("cifar10", "RN50", 80.0, params={"C": 1.0}, n_train_per_class_min=12,
+                 notes=["the C search validated on 24 images, 2 of class 'cat' (fewer than 5 per class): ..."])
+    board = leaderboard.build([exp("a", "RN50", "cifar10", acc, limit=12, fewshot=_fewshot_record({16: [50, 52]}))])
+    md = render.markdown(board)
+    assert "- a: the C search validated on 24 images" in md
+    assert "- a: the full-data probe was trained on as few as 12 images of a class, fewer than the 16 shots" in md
+    assert "## Linear probe, full-data (12 per class)" in md
+
+
+def test_experiments_without_records_are_listed_not_shown():
+    bare = Experiment(name="no-results", params={"model": {"name": "RN50"}, "data": {"name": "dtd"}})
+    board = leaderboard.build([*GRID, bare])
+    assert "Not shown: no-results (no results/*.json: no scoring stage ran" in render.markdown(board)
+
+
+def test_differences_from_a_baseline_are_shown_and_bold_where_significant():
+    board = leaderboard.build(GRID)
+    t = table(board)
+    vit, rn50 = (next(r for r in t.rows if r[0] == m) for m in ("ViT-B/32", "RN50"))
+    diffs = {(PROBE, vit, ("cifar10", "top1", 100)): Difference("top1", 100, 10.0, 4.0, 16.0, 0.001, "exact McNemar",
+                                                                0.002),
+             (PROBE, vit, ("dtd", "top1", 100)): Difference("top1", 100, -14.0, -30.0, 1.0, 0.08, "exact McNemar",
+                                                            0.08)}
+    md = render.markdown(board, baseline="c", diffs=diffs)
+    assert "### Linear probe, full-data: difference from RN50 · random · projection (c)" in md
+    assert ("| ViT-B/32 | random | projection | **+10.00 [+4.00, +16.00] p=0.002** | -14.00 [-30.00, +1.00] p=0.08 |"
+            in md)
+    rows = {r["dataset"]: r for r in csv_rows(board, diffs) if r["model"] == "ViT-B/32"}
+    assert (rows["cifar10"]["significant"], rows["dtd"]["significant"]) == ("true", "false")
+    assert t.row_of["c"] == rn50
 
 
 def test_labels_shorten_paths_but_not_openai_model_names():
-    assert leaderboard.labels(["ViT-B/32", "/x/tests/tiny-clip.json", "RN50", "./ckpt.pt"]) == {
+    assert names.labels(["ViT-B/32", "/x/tests/tiny-clip.json", "RN50", "./ckpt.pt"]) == {
         "ViT-B/32": "ViT-B/32", "/x/tests/tiny-clip.json": "tiny-clip.json", "RN50": "RN50", "./ckpt.pt": "ckpt.pt"}
-    assert leaderboard.labels(["hf:/models/dinov2-small", "hf:facebook/dinov2-base", "timm:convnext_base"]) == {
+    assert names.labels(["hf:/models/dinov2-small", "hf:facebook/dinov2-base", "timm:convnext_base"]) == {
         "hf:/models/dinov2-small": "hf:dinov2-small", "hf:facebook/dinov2-base": "hf:facebook/dinov2-base",
         "timm:convnext_base": "timm:convnext_base"}
-    assert leaderboard.labels(["/data/pets", "cifar10"], dataset=True) == {"/data/pets": "pets", "cifar10": "cifar10"}
-    assert leaderboard.labels(["/a/pets", "/b/pets"], dataset=True) == {"/a/pets": "/a/pets", "/b/pets": "/b/pets"}
-    assert leaderboard.labels(["wds:/data/wds_cifar10/{split}/{0..9}.tar", "hf:/data/pets", "hf:owner/food"],
-                              dataset=True) == {"wds:/data/wds_cifar10/{split}/{0..9}.tar": "wds:wds_cifar10",
-                                                "hf:/data/pets": "hf:pets", "hf:owner/food": "hf:food"}
+    assert names.labels(["/data/pets", "cifar10"], dataset=True) == {"/data/pets": "pets", "cifar10": "cifar10"}
+    assert names.labels(["/a/pets", "/b/pets"], dataset=True) == {"/a/pets": "/a/pets", "/b/pets": "/b/pets"}
+    assert names.labels(["wds:/data/wds_cifar10/{split}/{0..9}.tar", "hf:/data/pets", "hf:owner/food"],
+                        dataset=True) == {"wds:/data/wds_cifar10/{split}/{0..9}.tar": "wds:wds_cifar10",
+                                          "hf:/data/pets": "hf:pets", "hf:owner/food": "hf:food"}
 
 
-def test_metrics_of_an_experiment_are_read_by_file_name_those_under_metrics_first():
-    collected = {"other/accuracy.json": {"data": {"top1": 1.0}}, "metrics/accuracy.json": {"data": {"top1": 2.0}},
-                 "metrics/tune.json": {"data": {"C": 1.0}}, "metrics/zeroshot.json": {"error": ValueError("bad")},
-                 "metrics/fewshot.json": {"error": FileNotFoundError(2, "missing")}}
-    assert _metrics(collected) == ({"accuracy.json": {"top1": 2.0}}, {"zeroshot.json": "metrics/zeroshot.json"})
+def _dpi(path):
+    return Image.open(path).info["dpi"]
 
 
-def test_a_malformed_metrics_file_is_named_as_malformed_not_missing():
-    torn = Experiment(name="torn", params={"model": {"name": "RN50"}, "data": {"name": "dtd"}},
-                      malformed={"accuracy.json": "metrics/accuracy.json"})
-    half = exp("half", "RN50", "mnist", 50.0)
-    half = Experiment(**{**half.__dict__, "malformed": {"fewshot.json": "metrics/fewshot.json"}})
-    board = leaderboard.build([*GRID, torn, half])
-    assert board.skipped == [("torn", "its metrics/accuracy.json is malformed, not valid JSON"),
-                             ("half", "its metrics/fewshot.json is malformed, not valid JSON (its cells left empty)")]
-    assert ("RN50", "random", "projection") in board.rows and "no metrics/accuracy.json" not in leaderboard.markdown(board)
-
-
-def test_figure_of_10_models_by_25_datasets_gives_each_cell_its_size(tmp_path):
+def test_figure_of_10_models_by_25_datasets_gives_each_cell_its_size_at_150_dpi(tmp_path):
     exps = [exp(f"e{i}-{j}", f"model-{i}", f"dataset-{j:02d}", 50.0 + i + j / 10, minute=i * 25 + j)
             for i in range(10) for j in range(25)]
-    board = leaderboard.build(exps)
-    figure.draw(board, tmp_path / "board.png")
+    figure.draw(leaderboard.build(exps), tmp_path / "board.png")
     width, height = Image.open(tmp_path / "board.png").size
-    dpi = figure.DPI
-    assert width > 26 * figure.CELL_W * dpi and height > 10 * figure.CELL_H * dpi
+    assert width > 26 * figure.CELL_W * figure.DPI and height > 10 * figure.CELL_H * figure.DPI
+    assert min(_dpi(tmp_path / "board.png")) >= 150
     assert not list(tmp_path.glob(".*.tmp*"))
 
 
@@ -220,3 +280,22 @@ def test_a_report_path_that_is_a_folder_is_one_line_before_dvc_is_asked(tmp_path
     assert cli.main(["report", flag, "out"]) == 1
     name = {"--md": "leaderboard.md", "--csv": "leaderboard.csv", "--png": "leaderboard.png"}[flag]
     assert capsys.readouterr().err == f"error: {flag} out: is a folder; give a file path (out/{name}) or none\n"
+
+
+def test_an_experiments_malformed_record_is_named_as_malformed_not_missing():
+    from clipprobe.errors import ClipprobeError
+    from clipprobe.report import experiments
+
+    class Commit:   # an experiment's files as DVC's git filesystem hands them over
+        files = {"results/zeroshot.json": '{"metric": "top1"}', "results/evaluate.json": '{"metric": "top1", "metrics": {'}
+
+        def exists(self, path):
+            return path in self.files
+
+        def read_text(self, path):
+            return self.files[path]
+
+    with pytest.raises(ClipprobeError, match=r"^results/evaluate.json at this experiment's commit is not valid JSON"):
+        experiments._records(Commit())
+    Commit.files.pop("results/evaluate.json")
+    assert experiments._records(Commit()) == {"zeroshot": {"metric": "top1"}}   # a missing record is not one

@@ -18,13 +18,17 @@ def test_repro_then_C_experiment_reruns_only_the_probe(project):
     out = run(["dvc", "repro"], dest, env)
     for stage in ("inputs", "prepare", "extract", "tune", "train", "evaluate"):
         assert f"Running stage '{stage}'" in out
-    acc = json.loads((dest / "metrics" / "accuracy.json").read_text())
+    acc = json.loads((dest / "results" / "evaluate.json").read_text())
     assert acc["n_train"] == 120 and acc["n_test"] == 120 and acc["dataset"] == "fashion-mnist"
-    assert 10 < acc["top1"] <= 100 and {"top5", "mean_per_class_recall", "C"} <= set(acc)
-    tune = json.loads((dest / "metrics" / "tune.json").read_text())
-    assert acc["C"] == tune["C"] and tune["n_fits"] >= 9
-    curve = (dest / "metrics" / "tune_curve.csv").read_text().splitlines()
-    assert len(curve) == 1 + tune["n_fits"] and tune["n_iter"] >= tune["n_fits"]
+    assert 10 < acc["metrics"]["top1"]["value"] <= 100
+    assert set(acc["metrics"]) == {"top1", "top5", "mean_per_class_recall"}
+    tune = json.loads((dest / "results" / "tune.json").read_text())
+    assert acc["C"] == tune["C"] == json.loads((dest / "metrics" / "tune.json").read_text())["C"]
+    assert tune["n_fits"] >= 9
+    assert acc["params"] == tune["params"] == {"C": "auto", "tune.val_fraction": 0.2, "tune.seed": 0,
+                                               "train.max_iter": 1000, "train.solver": "torch"}
+    curve = (dest / "results" / "tune_curve.csv").read_text().splitlines()
+    assert len(curve) == 1 + tune["n_fits"] and tune["n_iter"] >= tune["n_fits"] and tune["converged"]
     assert (dest / "probe" / "probe.npz").is_file()
     assert sorted(p.name for p in (dest / "features").iterdir()) == ["test", "train"]
     assert len(list((dest / "features" / "train" / "shards").glob("part-*.parquet"))) == 3   # 120 rows / 50
@@ -36,12 +40,13 @@ def test_repro_then_C_experiment_reruns_only_the_probe(project):
         assert f"Running stage '{stage}'" in out
     for stage in ("prepare", "extract"):
         assert f"Running stage '{stage}'" not in out
-    assert json.loads((dest / "metrics" / "accuracy.json").read_text())["C"] == 0.316
+    assert json.loads((dest / "results" / "evaluate.json").read_text())["C"] == 0.316
 
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], dest, env))
+    assert diff["metrics/tune.json"]["C"]["new"] == 0.316
     changed = diff["metrics/accuracy.json"]
-    assert changed["C"]["new"] == 0.316
-    assert changed["top1"]["old"] == acc["top1"] and changed["top1"]["new"] != acc["top1"]
+    assert changed["score"]["old"] == acc["metrics"]["top1"]["value"]
+    assert changed["score"]["new"] != changed["score"]["old"]
     assert json.loads(run(["dvc", "status", "--json"], dest, env)) == {"inputs": ["always changed"]}
 
 

@@ -115,10 +115,14 @@ def test_voc2007_runs_through_every_stage_to_an_11_point_map(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     for name in ("prepare", "extract", "tune", "train", "evaluate"):
         runpy.run_path(str(REPO / "stages" / f"{name}.py"))["main"]()
-    tune = json.loads((tmp_path / "metrics" / "tune.json").read_text())
-    acc = json.loads((tmp_path / "metrics" / "accuracy.json").read_text())
+    tune = json.loads((tmp_path / "results" / "tune.json").read_text())
+    acc = json.loads((tmp_path / "results" / "evaluate.json").read_text())
     assert tune["metric"] == acc["metric"] == "map11" and tune["n_val"] == 1
-    assert acc["score"] == acc["map11"] and 0 <= acc["score"] <= 100 and acc["n_train"] == 4
+    score = json.loads((tmp_path / "metrics" / "accuracy.json").read_text())
+    assert score["score"] == acc["metrics"]["map11"]["value"] and 0 <= score["score"] <= 100 and acc["n_train"] == 4
+    assert score["score_low"] <= score["score"] <= score["score_high"] and score["n_test"] == acc["n_test"]
+    from clipprobe.results import read_predictions
+    assert set(read_predictions(tmp_path / "results" / "evaluate.parquet")) == {"id", "label", "scores"}
     assert json.loads((tmp_path / "probe" / "probe.json").read_text())["multi_label"]
     per_class = (tmp_path / "metrics" / "per_class.csv").read_text().splitlines()
     assert len(per_class) == 1 + 20 and per_class[1].startswith("aeroplane,")

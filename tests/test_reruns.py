@@ -167,7 +167,7 @@ def test_touching_an_image_reruns_prepare_only(project):
 
 def test_train_without_tune_result_says_to_run_tune(project):
     dest, env, *_ = project
-    tune = dest / "metrics" / "tune.json"
+    tune = dest / "results" / "tune.json"
     saved = tune.read_bytes()
     tune.unlink()
     try:
@@ -175,7 +175,7 @@ def test_train_without_tune_result_says_to_run_tune(project):
     finally:
         tune.write_bytes(saved)
     assert r.returncode == 1
-    assert r.stderr.strip() == "error: metrics/tune.json is missing; it holds the C to train with; run " \
+    assert r.stderr.strip() == "error: results/tune.json is missing; it holds the C to train with; run " \
                                "`dvc repro tune` (or `dvc repro`) first"
 
 
@@ -196,7 +196,7 @@ def test_evaluate_scores_the_classes_with_test_images_and_names_the_others(proje
 
     from clipprobe.encode import store
     dest, env, *_ = project
-    saved = {p: p.read_bytes() for p in (dest / "metrics").iterdir()}
+    saved = {p: p.read_bytes() for d in ("metrics", "results", "plots") for p in (dest / d).iterdir()}
     test = dest / "features" / "test"
     manifest = store.read_manifest(test)
     table = pa.concat_tables([pq.read_table(test / s) for s in manifest["shards"]])
@@ -208,7 +208,7 @@ def test_evaluate_scores_the_classes_with_test_images_and_names_the_others(proje
     store.write_manifest(test, {**manifest, "rows": table.num_rows, "shards": [store.shard_name(0)]})
     try:
         run([sys.executable, "stages/evaluate.py"], dest, env)
-        acc = json.loads((dest / "metrics" / "accuracy.json").read_text())
+        acc = json.loads((dest / "results" / "evaluate.json").read_text())
         per_class = (dest / "metrics" / "per_class.csv").read_text().splitlines()
     finally:
         for p, data in saved.items():

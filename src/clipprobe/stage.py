@@ -20,7 +20,8 @@ PREPARED = Path("data/prepared")
 FEATURES = Path("features")
 TUNED = Path("tuned")   # the search's probe at the chosen C: the refit's warm start
 PROBE = Path("probe")   # the fitted probe: probe.npz + probe.json
-METRICS = Path("metrics")
+METRICS = Path("metrics")   # DVC metrics: numbers only
+RESULTS = Path("results")   # each scoring stage's record (identity, every metric and interval, notes) and predictions
 TEXT = Path("text")     # zero-shot class embeddings from the text tower
 PLOTS = Path("plots")   # figures (PNG) registered with `dvc plots`
 
@@ -39,16 +40,19 @@ STAGES = {
     "prepare": StagePaths(reads=(DATA_LISTING,), writes=(PREPARED,)),
     "extract": StagePaths(reads=(PREPARED, MODEL_RECORD), writes=(FEATURES,)),
     "tune": StagePaths(reads=(FEATURES,),
-                       writes=(TUNED, METRICS / "tune.json", METRICS / "tune_curve.csv")),
-    "train": StagePaths(reads=(FEATURES, METRICS / "tune.json", TUNED), writes=(PROBE,)),
+                       writes=(TUNED, METRICS / "tune.json", RESULTS / "tune.json", RESULTS / "tune_curve.csv",
+                               PLOTS / "tune.png")),
+    "train": StagePaths(reads=(FEATURES, RESULTS / "tune.json", TUNED), writes=(PROBE,)),
     "evaluate": StagePaths(reads=(PROBE, FEATURES / "test"),
-                           writes=(METRICS / "accuracy.json", METRICS / "confusion.csv",
-                                   METRICS / "per_class.csv")),
-    "fewshot": StagePaths(reads=(FEATURES,), writes=(METRICS / "fewshot.json", METRICS / "fewshot.csv")),
+                           writes=(METRICS / "accuracy.json", RESULTS / "evaluate.json", RESULTS / "evaluate.parquet",
+                                   METRICS / "confusion.csv", METRICS / "per_class.csv", PLOTS / "confusion.png")),
+    "fewshot": StagePaths(reads=(FEATURES,),
+                          writes=(METRICS / "fewshot.json", RESULTS / "fewshot.json", METRICS / "fewshot.csv")),
     "text": StagePaths(reads=(PREPARED / "info.json", MODEL_RECORD), writes=(TEXT,), param_reads=("zeroshot.templates",)),
-    "zeroshot": StagePaths(reads=(TEXT, FEATURES / "test"), writes=(METRICS / "zeroshot.json",)),
-    "compare": StagePaths(reads=(METRICS / "fewshot.json", METRICS / "zeroshot.json", METRICS / "accuracy.json"),
-                          writes=(METRICS / "compare.json", PLOTS / "fewshot.png")),
+    "zeroshot": StagePaths(reads=(TEXT, FEATURES / "test"),
+                           writes=(METRICS / "zeroshot.json", RESULTS / "zeroshot.json", RESULTS / "zeroshot.parquet")),
+    "compare": StagePaths(reads=(RESULTS / "evaluate.json", RESULTS / "zeroshot.json", RESULTS / "fewshot.json"),
+                          writes=(RESULTS / "compare.json", PLOTS / "fewshot.png")),
 }
 
 

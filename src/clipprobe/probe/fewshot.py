@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipprobe import metrics
+from clipprobe import intervals, metrics
 from clipprobe.probe.search import search_C
 
 VAL_PER_CLASS = 4  # CoOp: min(k, 4) validation images per class
@@ -29,7 +29,7 @@ VAL_PER_CLASS = 4  # CoOp: min(k, 4) validation images per class
 # L-BFGS step then takes about a millisecond, which a second thread only slows with its
 # synchronisation (on 2 shared cores under load, 15x slower). 16 shots x 1000 classes is above it.
 ONE_THREAD_BELOW = 2 ** 24
-CURVE = ["shots", "log2_shots", "top1_mean", "top1_std", "n_seeds"]  # metrics/fewshot.csv
+CURVE = ["shots", "log2_shots", "score_mean", "score_std", "score_low", "score_high", "n_seeds"]  # metrics/fewshot.csv
 
 
 def n_val(k: int) -> int:
@@ -100,12 +100,16 @@ def _torch_threads(size: int, solver: str):
 
 @dataclass
 class Run:
-    """One (k, seed) probe: its chosen C, validation score and test metrics."""
+    """One (k, seed) probe: its chosen C, validation score, test metrics, which test images it got
+    right (np.packbits of them: for the interval over test images) and each search fit's L-BFGS
+    iterations."""
     k: int
     seed: int
     C: float
     val_score: float
     test: dict
+    correct: bytes = b""
+    n_iters: tuple[int, ...] = ()
 
 
 # The grid's inputs while it runs: forked workers inherit them (features are never pickled per task)
@@ -122,8 +126,10 @@ def _run(job: tuple[int, int]) -> Run:
     with _torch_threads(len(tr) * (x.shape[1] + 1) * len(labels), g["solver"]):
         s = search_C(x[tr], y[tr], x_va, y_va, max_iter=g["max_iter"], solver=g["solver"], device=g["device"],
                            memory=g["memory"], score=metrics.scorer(g["metric"]))
-    test = metrics.metrics(g["y_test"], s.probe.predict_proba(g["x_test"]), s.probe.classes_, g["metric"])
-    return Run(k, seed, s.C, s.val_score, test)
+    proba = s.probe.predict_proba(g["x_test"])
+    test = metrics.metrics(g["y_test"], proba, s.probe.classes_, g["metric"])
+    correct = np.packbits(s.probe.classes_[proba.argmax(axis=1)] == g["y_test"]).tobytes()
+    return Run(k, seed, s.C, s.val_score, test, correct, tuple(it for _, _, it in s.fits))
 
 
 def _one_thread() -> None:
@@ -209,33 +215,49 @@ def progress(out=None):
     return on_run
 
 
-def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots, seeds: int) -> dict:
-    """`metrics/fewshot.json`: per k the mean and std (numpy's, ddof=0) over seeds of test top-1,
-    mean per-class recall and the headline score, and each seed's values and chosen C; the skipped k."""
+def summary(runs: list[Run], skipped: list[Shortage], classes: list[str], shots, seeds: int,
+            y_test: np.ndarray | None = None, max_iter: int | None = None) -> dict:
+    """The few-shot part of `results/fewshot.json`: per k, for the headline `score`, top-1 and mean
+    per-class recall, the mean over seeds, its 95% interval over test images (a bootstrap of each
+    image's mean correctness over seeds) and the std over seeds (numpy's, ddof=0: the spread); each
+    seed's values, chosen C and convergence; the skipped k."""
     metric = runs[0].test["metric"] if runs else None
-    out = {"shots": list(shots), "seeds": seeds, "n_classes": len(classes), "metric": metric, "results": {},
-           "skipped": []}
+    out = {"shots": list(shots), "seeds": seeds, "n_classes": len(classes), "results": {}, "skipped": []}
+    if metric:
+        out.update(metric=metric, n_test=len(y_test))
     for k in sorted({r.k for r in runs}):
         rs = [r for r in runs if r.k == k]
-        top1 = np.array([r.test["top1"] for r in rs])
-        recall = np.array([r.test["mean_per_class_recall"] for r in rs])
-        score = np.array([r.test["score"] for r in rs])
-        out["results"][str(k)] = {
-            "top1_mean": round(float(top1.mean()), 4), "top1_std": round(float(top1.std()), 4),
-            "score_mean": round(float(score.mean()), 4), "score_std": round(float(score.std()), 4),
-            "mean_per_class_recall_mean": round(float(recall.mean()), 4),
-            "mean_per_class_recall_std": round(float(recall.std()), 4),
-            "per_seed": {str(r.seed): {"top1": r.test["top1"], "mean_per_class_recall": r.test["mean_per_class_recall"],
-                                       "C": r.C, "val_score": r.val_score} for r in rs}}
+        right = [np.unpackbits(np.frombuffer(r.correct, np.uint8), count=len(y_test)) for r in rs]
+        data = {"label": y_test, "correct": np.mean(right, axis=0)}
+        entry = {}
+        for name in ("score", metrics.TOP1, metrics.MEAN_PER_CLASS):
+            values = np.array([r.test[name] for r in rs])
+            low, high = intervals.percentile(intervals.distribution(metric if name == "score" else name, data))
+            entry[name] = {"value": round(float(values.mean()), 4), "low": low, "high": high,
+                           "std": round(float(values.std()), 4)}
+        entry["per_seed"] = {str(r.seed): {
+            "top1": r.test["top1"], "mean_per_class_recall": r.test["mean_per_class_recall"], "C": r.C,
+            "val_score": r.val_score, "n_iter": sum(r.n_iters),
+            "converged": max_iter is None or all(i < max_iter for i in r.n_iters)} for r in rs}
+        out["results"][str(k)] = entry
     out["skipped"] = [{"k": s.k, "class": classes[s.label], "split": s.split, "have": s.have, "need": s.need}
                       for s in skipped]
     return out
 
 
+def metrics_of(record: dict) -> dict:
+    """`metrics/fewshot.json`: numbers only, per k the mean score over seeds, its interval and std."""
+    out = {"n_test": record["n_test"]} if record.get("results") else {}
+    for k, r in record["results"].items():
+        s = r["score"]
+        out[f"{k}-shot"] = {"score": s["value"], "score_low": s["low"], "score_high": s["high"], "score_std": s["std"]}
+    return out
+
+
 def curve_rows(summary_: dict) -> list[tuple]:
-    """`metrics/fewshot.csv`: shots, log2 shots, mean and std of test top-1 over seeds."""
-    return [(int(k), round(float(np.log2(int(k))), 6), r["top1_mean"], r["top1_std"], len(r["per_seed"]))
-            for k, r in summary_["results"].items()]
+    """`metrics/fewshot.csv`: shots, log2 shots, the headline score's mean over seeds, its std and interval."""
+    return [(int(k), round(float(np.log2(int(k))), 6), r["score"]["value"], r["score"]["std"], r["score"]["low"],
+             r["score"]["high"], len(r["per_seed"])) for k, r in summary_["results"].items()]
 
 
 def skip_note(s: Shortage, classes: list[str]) -> str:

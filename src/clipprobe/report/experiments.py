@@ -1,49 +1,69 @@
-"""Finished DVC experiments as `leaderboard.Experiment` records, through DVC's Python API."""
+"""Finished DVC experiments as `leaderboard.Experiment` records, through DVC's Python API.
+
+Params come from `Repo.experiments.show`; the records (results/*.json) and predictions are read from
+each experiment's git commit (they are `cache: false` outputs, committed with it); the fingerprint of
+its own test features from DVC's cache, through the `features` output's hash in its dvc.lock."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import json
+from contextlib import contextmanager
+from pathlib import Path
 
 from clipprobe.errors import ClipprobeError
-from clipprobe.report.leaderboard import Experiment
-
-METRICS_FILES = ("accuracy.json", "zeroshot.json", "fewshot.json")
+from clipprobe.report.leaderboard import STAGES, Experiment
 
 
-def _metrics(collected: dict) -> tuple[dict, dict]:
-    """File name -> content of the metrics files the leaderboard reads (those under metrics/ first),
-    and file name -> its path, for those present but malformed (DVC could not parse them)."""
-    out, malformed = {}, {}
-    for path, result in sorted(collected.items(), key=lambda kv: not kv[0].startswith("metrics/")):
-        name = PurePosixPath(path).name
-        if name not in METRICS_FILES or name in out:
-            continue
-        if isinstance(result.get("data"), dict):
-            out[name] = result["data"]
-        elif result.get("error") is not None and not isinstance(result["error"], FileNotFoundError):
-            malformed.setdefault(name, path)   # DVC could not parse it (JSONFileCorruptedError, ...)
-    return out, malformed
+def _records(fs) -> dict:
+    out = {}
+    for stage in STAGES:
+        path = f"results/{stage}.json"
+        if fs.exists(path):
+            try:
+                out[stage] = json.loads(fs.read_text(path))
+            except ValueError:
+                raise ClipprobeError(f"{path} at this experiment's commit is not valid JSON; rerun the "
+                                     "experiment") from None
+    return out
 
 
-def collect(repo: str | None = None, names: list[str] | None = None,
-            baseline: str | None = None) -> tuple[list[Experiment], int]:
-    """The finished experiments of `repo` (default: the DVC project around the current directory),
-    newest first: all of them, those named in `names` (names or commit SHA prefixes), or those of
-    the `baseline` commit; and how many more are queued, running or failed."""
-    from dvc.exceptions import DvcException, NotDvcRepoError
+def _test_features(repo, outs: dict) -> str | None:
+    """The fingerprint of the experiment's test features, from DVC's cache (None where it lacks them)."""
+    out = outs.get("features")
+    if out is None or not out.hash:
+        return None
+    try:
+        listing = json.loads(Path(repo.cache.local.oid_to_path(out.hash)).read_text())
+        entry = next(e for e in listing if e["relpath"] == "test/manifest.json")
+        return json.loads(Path(repo.cache.local.oid_to_path(entry["md5"])).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, StopIteration):
+        return None
+
+
+def _open(repo: str | None):
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
     try:
-        r = Repo(repo)
+        return Repo(repo)
     except NotDvcRepoError:
         raise ClipprobeError(f"{repo or 'the current directory'} is not inside a DVC project; run "
-                             "clipprobe report from the project, or pass --repo") from None
-    with r:
+                             "clipprobe from the project, or pass --repo") from None
+
+
+def collect(repo: str | None = None, names: list[str] | None = None,
+            rev: str | None = None) -> tuple[list[Experiment], int]:
+    """The finished experiments of `repo` (default: the DVC project around the current directory),
+    newest first: all of them, those named in `names` (names or commit SHA prefixes), or those of
+    the commit `rev`; and how many more are queued, running or failed."""
+    from dvc.exceptions import DvcException
+
+    with _open(repo) as r:
         try:
-            revs = [baseline] if baseline else list(r.experiments.ls(all_commits=True))
+            revs = [rev] if rev else list(r.experiments.ls(all_commits=True))
             states = r.experiments.show(revs=revs, num=1, hide_workspace=True) if revs else []
         except DvcException as e:
-            raise ClipprobeError(f"--baseline {baseline}: {e}") from None
+            raise ClipprobeError(f"--rev {rev}: {e}") from None
         found, unfinished = [], 0
         for base in states:
             base_name = base.name or base.rev[:7]
@@ -53,21 +73,37 @@ def collect(repo: str | None = None, names: list[str] | None = None,
                 if status != "success" or state.error or state.data is None:
                     unfinished += 1
                     continue
-                params = state.data.params.get("params.yaml", {}).get("data") or {}
-                metrics, malformed = _metrics(state.data.metrics)
-                found.append(Experiment(name=exp_range.name or state.name or state.rev[:7], rev=state.rev,
-                                        baseline=base_name, timestamp=state.data.timestamp, params=params,
-                                        metrics=metrics, malformed=malformed))
+                found.append(Experiment(
+                    name=exp_range.name or state.name or state.rev[:7], rev=state.rev, baseline=base_name,
+                    timestamp=state.data.timestamp, params=state.data.params.get("params.yaml", {}).get("data") or {},
+                    records=_records(r.scm.get_fs(state.rev)), features=_test_features(r, state.data.outs or {})))
     found.sort(key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0, reverse=True)
     if names:
-        missing = [n for n in names if not any(_named(e, n) for e in found)]
+        missing = [n for n in names if not any(named(e, n) for e in found)]
         if missing:
             raise ClipprobeError(f"--exp {missing[0]}: no finished experiment of that name or commit; "
                                  "`dvc exp show` lists them")
-        found = [e for e in found if any(_named(e, n) for n in names)]
+        found = [e for e in found if any(named(e, n) for n in names)]
     return found, unfinished
 
 
-def _named(e: Experiment, name: str) -> bool:
+def named(e: Experiment, name: str) -> bool:
     """Whether `name` is the experiment's name or a prefix (4 characters or more) of its commit."""
     return e.name == name or (len(name) >= 4 and e.rev.startswith(name))
+
+
+@contextmanager
+def predictions(repo: str | None, experiments: list[Experiment]):
+    """A loader (experiment name, stage) -> its per-image predictions, read from its commit."""
+    from clipprobe.results import read_predictions
+
+    revs = {e.name: e.rev for e in experiments}
+    with _open(repo) as r:
+        def load(name: str, stage: str) -> dict:
+            path = f"results/{stage}.parquet"
+            fs = r.scm.get_fs(revs[name])
+            if not fs.exists(path):
+                raise ClipprobeError(f"{name}: no {path} at its commit (made by an older clipprobe?); rerun "
+                                     "it to compare it pairwise")
+            return read_predictions(fs.read_bytes(path))
+        yield load
