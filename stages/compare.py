@@ -14,7 +14,7 @@ def main():
     compare.plot(result, PLOTS / "fewshot.png")
     atomic.write_json(RESULTS / "compare.json", result)
     zs, worth = result["zeroshot"], result["zeroshot_worth_shots"]   # the summary: make demo prints it, once
-    print("compare: " + (f"zero-shot {zs['value']:.2f}%" if zs else "no zero-shot score")
+    print("compare: zero-shot " + (f"{zs['value']:.2f}%" if zs else f"- ({result['zeroshot_skipped'] or 'not scored'})")
           + (f" is worth {worth} labelled images per class" if worth is not None else "")
           + f"; {RESULTS / 'compare.json'}, {PLOTS / 'fewshot.png'}")
 
