@@ -103,3 +103,27 @@ def test_extraction_checks_the_space_its_features_need_before_it_starts(tmp_path
                               dtype=torch.float32, workers=0)
     assert str(e.value).startswith(f"{tmp_path / 'scratch'}: no space left on its disk (1.0 kB free); "
                                    f"writing it needs at least {18 * 32 * 4 / 1000:.1f} kB")
+
+
+def test_a_stage_on_a_full_disk_prints_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    """The inputs stage's script, run as DVC runs it (stage.run), its first output on a full disk."""
+    import runpy
+    import shutil
+
+    import yaml
+    from conftest import REPO, TINY, tracked_params
+    (tmp_path / "stages").mkdir()
+    shutil.copy(REPO / "stages" / "inputs.py", tmp_path / "stages" / "inputs.py")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    params = yaml.safe_load(tracked_params())
+    params["model"].update(name=TINY, weights="random")
+    params["data"]["name"] = "fashion-mnist"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    _full(tmp_path / "inputs" / "data.tsv")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(tmp_path / "stages" / "inputs.py"), run_name="__main__")
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1
+    assert err.startswith("error: inputs/data.tsv: no space left on its disk (") and "writing it needs at least" in err
+    assert not (tmp_path / "inputs" / "data.tsv").exists() and not (tmp_path / "inputs" / "model.json").exists()

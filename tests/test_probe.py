@@ -286,5 +286,5 @@ def test_the_search_prints_each_fit_as_it_ends():
     lines = buf.getvalue().splitlines()
     assert seen == list(range(s.n_fits)) and len(lines) == s.n_fits
     for i, (line, (C, score, n_iter)) in enumerate(zip(lines, s.fits), 1):
-        assert line.split() == [f"fit", f"{i}:", "C", "=", f"{C:.4g}", "validation", "top1", f"{score:.2f}%",
+        assert line.split() == ["fit", f"{i}:", "C", "=", f"{C:.4g}", "validation", "top1", f"{score:.2f}%",
                                 str(n_iter), "iterations", line.split()[-2], "s)"]
