@@ -194,3 +194,47 @@ def test_a_typo_in_a_grid_stops_it_before_anything_is_queued(grid):
                        cwd=grid.dest, env=grid.env, capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == "" and r.stderr.startswith("error: params.yaml: data.name must be one of")
     assert "\n" not in r.stderr.strip()
+
+
+class _Queue:
+    """DVC's queue as `grid._watch` sees it, scripted: each poll's (status by name, active workers)."""
+    root = Path("/project")
+
+    def __init__(self, polls):
+        self.polls, self.starts, self.killed = list(polls), 0, []
+
+    def start(self, jobs):
+        self.starts += 1
+
+    def status(self):
+        return self.polls.pop(0) if len(self.polls) > 1 else self.polls[0]
+
+    def kill(self, name):
+        self.killed.append(name)
+
+    def error_line(self, name):
+        return f"error: {name} broke"
+
+
+def test_watch_restarts_a_dead_queue_and_queues_again_what_its_worker_left_running(monkeypatch):
+    from clipprobe.report import grid as grids
+    monkeypatch.setattr(grids, "GRACE_S", 0)
+    a, b = grids.Cell("m", "a"), grids.Cell("m", "b")
+    dead = ({"x": "Running", "y": "Queued"}, 0)
+    q = _Queue([({"x": "Running", "y": "Queued"}, 1), dead, dead, dead,
+                ({"x": "Success", "x2": "Running", "y": "Queued"}, 1), ({"x2": "Success", "y": "Failed"}, 0)])
+    lines = []
+    failed = grids._watch(q, {"x": a, "y": b}, lambda cell: "x2", 1, 0, lines.append)
+    assert q.killed == ["x"] and q.starts == 2 and failed == {b: "error: y broke"}
+    assert any("no worker left (1 queued, 1 left running by it, queued again)" in ln for ln in lines)
+
+
+def test_watch_stops_with_one_line_when_every_worker_it_starts_dies(monkeypatch):
+    from clipprobe.errors import ClipprobeError
+    from clipprobe.report import grid as grids
+    monkeypatch.setattr(grids, "GRACE_S", 0)
+    q = _Queue([({"x": "Queued"}, 0)])
+    with pytest.raises(ClipprobeError, match=r"workers died 5 times in a row with no cell ending; see "
+                                             r"/project/.dvc/tmp/exps/celery/\*.out"):
+        grids._watch(q, {"x": grids.Cell("m", "a")}, lambda cell: "x", 1, 0, lambda line: None)
+    assert q.starts == 1 + grids.MAX_RESTARTS

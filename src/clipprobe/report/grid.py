@@ -28,6 +28,7 @@ from clipprobe.errors import ClipprobeError
 POLL_S = 5.0
 DEAD_POLLS = 3    # polls in a row that see no worker while cells wait: the worker is gone
 GRACE_S = 30.0    # a worker just started takes seconds to show in `dvc queue status`
+MAX_RESTARTS = 5  # restarts in a row with no cell ending: something kills every worker; stop saying so
 WAITING = ("Queued", "Running")
 
 
@@ -190,7 +191,7 @@ def _watch(queue: Queue, waiting: dict[str, Cell], requeue, jobs: int, poll: flo
     starting it again when its workers are gone (`requeue(cell)` queues a cell a dead worker left
     running); the failed cells with their error line."""
     queue.start(jobs)
-    started, idle, last, failed = time.monotonic(), 0, None, {}
+    started, idle, last, failed, restarts, ended = time.monotonic(), 0, None, {}, 0, 0
     while True:
         states, workers = queue.status()
         ours = {n: states.get(n, "gone") for n in waiting}
@@ -205,8 +206,15 @@ def _watch(queue: Queue, waiting: dict[str, Cell], requeue, jobs: int, poll: flo
             last = counts
         if not any(s in WAITING for s in ours.values()):
             return failed
+        if counts["Success"] + counts["Failed"] > ended:   # cells end: the restarts so far did their job
+            ended, restarts = counts["Success"] + counts["Failed"], 0
         idle = idle + 1 if workers == 0 else 0
         if idle >= DEAD_POLLS and time.monotonic() - started > GRACE_S:
+            if restarts == MAX_RESTARTS:
+                raise ClipprobeError(f"the queue's workers died {restarts} times in a row with no cell ending; see "
+                                     f"{queue.root / '.dvc/tmp/exps/celery'}/*.out for why, then rerun clipprobe grid "
+                                     "(finished cells are kept)")
+            restarts += 1
             stale = [n for n, s in ours.items() if s == "Running"]   # a dead worker's: nothing runs them
             for name in stale:
                 queue.kill(name)
