@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # torch's OpenMP threads spin while they wait for work by default, taking the CPU from whatever
 # shares the machine: two queued experiments, or other jobs, on 2 cores made a 1000-class C search
