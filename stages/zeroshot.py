@@ -26,7 +26,9 @@ def main():
                    "the class embeddings were made for")
     with np.load(TEXT / "embeddings.npz", allow_pickle=False) as arrays:
         class_emb = arrays["class_emb"]
-        proj = arrays["image_proj"] if manifest["layer"] == "pre_projection" else None
+        proj = arrays["image_proj"] if manifest["layer"] in ("pre_projection", "cls_avgpatch") else None
+    if manifest["layer"] == "cls_avgpatch":   # its first half is the pre-projection class token
+        x = x[:, :x.shape[1] // 2]
     scores = score.scores(x, class_emb, proj)
     metric, classes = meta["metric"], np.arange(len(meta["classes"]))
     record = {**results.identity(manifest), "params": meta.get("params", {}), "metric": metric,

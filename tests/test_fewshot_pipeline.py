@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO, TINY, make_image_folder, make_project, run, tracked_params
@@ -215,6 +216,22 @@ def test_changing_C_reruns_neither_fewshot_nor_zeroshot(project):
     out = run(["dvc", "repro"], dest, env)
     assert _ran(out) == {"tune", "train", "evaluate", "compare"}
     assert _json(dest, "compare", "results")["full_data"] == _json(dest, "evaluate", "results")["metrics"]["top1"]
+
+
+def test_open_clip_cls_avgpatch_zero_shot_predicts_as_the_projection_features_do(project):
+    """cls_avgpatch doubles the probe's features; zero-shot projects their class-token half, which is
+    `encode_image`'s pooled feature: image by image the same predictions (fp32, so no rounding differs)."""
+    dest, env, _ = project
+    predictions = {}
+    for layer in ("projection", "cls_avgpatch"):
+        _set_params(dest, "extract", layer=layer, precision="fp32")
+        out = run(["dvc", "repro", "zeroshot"], dest, env)
+        assert "text" not in _ran(out)          # the class embeddings do not depend on the layer
+        predictions[layer] = pq.read_table(dest / "results" / "zeroshot.parquet").column("prediction").to_pylist()
+    width = json.loads((dest / "features" / "test" / "manifest.json").read_text())["embed_dim"]
+    assert _json(dest, "zeroshot", "results")["layer"] == "cls_avgpatch" and width == 2 * 64
+    assert predictions["cls_avgpatch"] == predictions["projection"]
+    _set_params(dest, "extract", layer="auto", precision="auto")
 
 
 def test_bad_templates_file_stops_text_with_one_line_and_keeps_its_output(project):

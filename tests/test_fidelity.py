@@ -107,6 +107,23 @@ def test_pre_projection_features_project_to_encode_image(checkpoints, images, tm
     assert _cosine(pre @ proj, post).min() >= 0.9999
 
 
+def test_cls_avgpatch_is_the_class_token_and_mean_patch_token_after_the_final_norm(checkpoints, images, tmp_path):
+    """open_clip's cls_avgpatch against OpenAI's model: its last block's tokens through `ln_post`,
+    the class token beside the mean patch token; the class half projects to `encode_image`."""
+    ours, files, manifest, _ = _ours(checkpoints / "ViT-tiny.pt", images, tmp_path, layer="cls_avgpatch")
+    model, preprocess = clip.load(str(checkpoints / "ViT-tiny.pt"), device="cpu", jit=False)
+    seen = {}
+    hook = model.visual.transformer.register_forward_hook(lambda m, i, out: seen.setdefault("tokens", out))
+    with torch.no_grad():
+        emb = model.encode_image(torch.stack([preprocess(Image.open(f)) for f in files])).float().numpy()
+        tokens = model.visual.ln_post(seen["tokens"].permute(1, 0, 2)).float()   # LND -> NLD
+    hook.remove()
+    ref = torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=-1).numpy()
+    assert manifest["layer"] == "cls_avgpatch" and ours.shape == ref.shape == (len(files), 128)
+    assert _cosine(ours, ref).min() >= 0.9999
+    assert _cosine(ours[:, :64] @ model.visual.proj.detach().float().numpy(), emb).min() >= 0.9999
+
+
 def test_checkpoint_that_does_not_fit_names_both(checkpoints):
     with pytest.raises(ClipprobeError) as e:
         encoders.load_encoder("ViT-B/32", str(checkpoints / "ViT-tiny.pt"))

@@ -237,7 +237,10 @@ def test_hugging_face_models_without_transformers_name_the_extra(monkeypatch, tm
 @pytest.mark.parametrize("name, layer, expected", [
     ("timm:test_vit", "pre_projection", "extract.layer=pre_projection: timm models give pre_logits (auto) or cls_avgpatch"),
     ("timm:test_resnet", "cls_avgpatch", "extract.layer=cls_avgpatch: timm:test_resnet has no class token"),
-    (TINY, "cls_avgpatch", "extract.layer=cls_avgpatch: open_clip models give projection (encode_image) or pre_projection"),
+    (TINY, "pre_logits", "extract.layer=pre_logits: open_clip models give projection (encode_image), pre_projection or "
+                         "cls_avgpatch"),
+    ("RN50", "cls_avgpatch", "extract.layer=cls_avgpatch: this ModifiedResNet image tower does not pool by a class "
+                             "token"),
 ])
 def test_a_layer_the_model_cannot_give_is_one_line(name, layer, expected):
     with pytest.raises(ClipprobeError) as e:

@@ -4,8 +4,9 @@ Names in OpenAI's spelling (`ViT-B/32`, `ViT-L/14@336px`),
 open_clip's (`ViT-B-32`) or a model-config JSON; weights an open_clip pretrained tag (`pretrained`:
 the model's first, OpenAI's where it has them), a checkpoint
 (OpenAI's TorchScript `.pt` or a state dict), or `random` (the untrained baseline, seeded).
-Probed on `encode_image` (`extract.layer: projection`, what `auto` gives) or the pooled features
-before the projection (`pre_projection`, what the CLIP paper probed)."""
+Probed on `encode_image` (`extract.layer: projection`, what `auto` gives), the pooled features
+before the projection (`pre_projection`, what the CLIP paper probed), or a ViT's class token and mean
+patch token after its final norm, concatenated (`cls_avgpatch`, as for timm and Hugging Face models)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from clipprobe.encode.towers import Encoder, TextEncoder
 from clipprobe.errors import ClipprobeError
 
 RANDOM_SEED = 0
-LAYERS = {"auto": "projection", "projection": "projection", "pre_projection": "pre_projection"}
+LAYERS = {"auto": "projection", "projection": "projection", "pre_projection": "pre_projection",
+          "cls_avgpatch": "cls_avgpatch"}
 
 
 def resolve_name(name: str) -> str:
@@ -53,20 +55,45 @@ def _quiet(enabled: bool):
         root.setLevel(level)
 
 
+class ClsAvgPatch(torch.nn.Module):
+    """A ViT's class token and mean patch token after its final norm, concatenated: the class-token
+    half is `pre_projection`'s feature, so zero-shot still projects it."""
+
+    def __init__(self, visual: torch.nn.Module):
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cls, patches = self.visual(x)
+        return torch.cat([cls, patches.mean(dim=1)], dim=-1)
+
+
+def _has_separate_proj(visual) -> bool:
+    return isinstance(getattr(visual, "proj", None), torch.nn.Parameter)
+
+
 def _image_tower(model, layer: str) -> torch.nn.Module:
     visual = model.visual
-    if layer == "pre_projection":
-        if getattr(visual, "proj", None) is None or not isinstance(visual.proj, torch.nn.Parameter):
-            raise ClipprobeError(f"extract.layer=pre_projection: {type(visual).__name__} has no separate "
-                                 "output projection; use extract.layer: projection")
+    if layer == "cls_avgpatch" and (getattr(visual, "pool_type", None) != "tok" or visual.attn_pool is not None
+                                    or visual.final_ln_after_pool):
+        raise ClipprobeError(f"extract.layer=cls_avgpatch: this {type(visual).__name__} image tower does not pool "
+                             "by a class token after its final norm (OpenAI-style ViTs do); use extract.layer: "
+                             "projection")
+    if layer in ("pre_projection", "cls_avgpatch") and not _has_separate_proj(visual):
+        raise ClipprobeError(f"extract.layer={layer}: {type(visual).__name__} has no separate "
+                             "output projection; use extract.layer: projection")
+    if layer != "projection":
         visual.proj = None  # open_clip's ViT then returns the pooled, pre-projection features
+    if layer == "cls_avgpatch":
+        visual.output_tokens = True   # ... and the patch tokens after the same final norm
+        visual = ClsAvgPatch(visual)
     return visual.eval().requires_grad_(False)
 
 
 def _layer(layer: str) -> str:
     if layer not in LAYERS:
-        raise ClipprobeError(f"extract.layer={layer}: open_clip models give projection (encode_image) or "
-                             "pre_projection (auto = projection); pre_logits and cls_avgpatch are for timm and "
+        raise ClipprobeError(f"extract.layer={layer}: open_clip models give projection (encode_image), "
+                             "pre_projection or cls_avgpatch (auto = projection); pre_logits is for timm and "
                              "Hugging Face models")
     return LAYERS[layer]
 
@@ -122,7 +149,8 @@ def load_image(name: str, weights: str, layer: str = "auto") -> Encoder:
     layer = _layer(layer)
     model, preprocess, arch, weights_id = _load_model(name, weights)
     proj = getattr(model.visual, "proj", None)
-    dim = proj.shape[0] if layer == "pre_projection" and proj is not None else model.visual.output_dim
+    width = {"pre_projection": 1, "cls_avgpatch": 2}
+    dim = width[layer] * proj.shape[0] if layer in width and proj is not None else model.visual.output_dim
     visual = _image_tower(model, layer)
     return Encoder(visual=visual, preprocess=preprocess, arch=arch, weights_id=weights_id, embed_dim=int(dim),
                    layer=layer)

@@ -12,8 +12,8 @@ from clipprobe.errors import ClipprobeError
 def scores(x: np.ndarray, class_emb: np.ndarray, image_proj: np.ndarray | None = None) -> np.ndarray:
     """Cosine similarity of each image to each class, [images, classes].
 
-    `image_proj`: for pre-projection features (`extract.layer: pre_projection`), the image
-    tower's output projection, applied first as `encode_image` would.
+    `image_proj`: for pre-projection features (`extract.layer: pre_projection`, and the class-token
+    half of `cls_avgpatch`), the image tower's output projection, applied first as `encode_image` would.
     """
     for name, a in (("class embeddings", class_emb), ("image projection", image_proj)):
         if a is not None and not np.isfinite(a).all():
