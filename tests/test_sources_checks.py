@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, TINY
+from PIL import Image
 
 from clipprobe.data import inputs
 from clipprobe.encode import catalog, encoders, names, sizing
@@ -222,6 +223,34 @@ def test_a_timm_model_is_sized_before_it_is_built(monkeypatch):
         encoders.load_encoder("timm:test_vit", "random")
     assert _one_line(e).startswith("model.name=timm:test_vit: 306,240 parameters need 1.2 MB in fp32, more than "
                                    "the 1.0 MB of memory available")
+
+
+def test_a_model_too_large_for_the_gpus_free_memory_is_refused_before_it_moves(monkeypatch):
+    from clipprobe.encode import towers
+    encoder = encoders.load_encoder("timm:test_vit", "random")        # 306,240 weights: 0.6 MB in fp16
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (500_000, 8 * 10**9))
+    with pytest.raises(ClipprobeError) as e:
+        towers.place(encoder, torch.device("cuda:0"), torch.float16)
+    assert _one_line(e) == ("model.name (timm:test_vit): its weights need 612.5 kB in float16 on cuda:0, more than "
+                            "the 500.0 kB free of its 8.0 GB; choose a smaller model or another GPU (extract.device), "
+                            "or free that GPU's memory")
+    assert next(encoder.visual.parameters()).device.type == "cpu"
+
+
+def test_a_batch_too_large_for_device_memory_names_extract_batch_size():
+    from clipprobe.encode import extract, preprocess
+    encoder = encoders.load_encoder("timm:test_vit", "random")
+
+    def out_of_memory(x):   # what torch raises when a batch's activations do not fit
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    encoder.visual.forward = out_of_memory
+    prep = preprocess.for_model(encoder.preprocess)
+    images = [(prep.host(Image.new("RGB", (40, 40))), row) for row in range(4)]
+    loader = torch.utils.data.DataLoader(images, batch_size=4, collate_fn=preprocess.collate_by_shape)
+    with pytest.raises(ClipprobeError) as e:
+        extract.encode_batches(encoder, loader, prep, torch.device("cpu"), torch.float32)
+    assert _one_line(e) == ("extract.batch_size=4: timm:test_vit ran out of cpu memory on a batch this size; "
+                            "lower extract.batch_size")
 
 
 def test_hugging_face_models_without_transformers_name_the_extra(monkeypatch, tmp_path):

@@ -62,12 +62,16 @@ def encode_batches(encoder: Encoder, loader, prep, device: torch.device, dtype: 
     non-blocking copies, preprocess, forward) and never waits for a batch to finish.
     """
     outs = []
-    with torch.inference_mode():
-        for batch in loader:
-            x = prep.to_device(batch, device, dtype)
-            outs.append(encoder.visual(x))
-            progress(len(x))
-    return torch.cat(outs).float().cpu().numpy()
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                x = prep.to_device(batch, device, dtype)
+                outs.append(encoder.visual(x))
+                progress(len(x))
+            return torch.cat(outs).float().cpu().numpy()
+    except torch.OutOfMemoryError:
+        raise ClipprobeError(f"extract.batch_size={loader.batch_size}: {encoder.arch} ran out of {device} memory "
+                             "on a batch this size; lower extract.batch_size") from None
 
 
 def check_finite(emb: np.ndarray, ids, paths, spec: "Spec", split: str) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from clipprobe.encode import sizing
+
 
 @dataclass
 class Encoder:
@@ -35,10 +37,12 @@ class TextEncoder:
 
 
 def place(encoder: Encoder, device: torch.device, dtype: torch.dtype) -> Encoder:
-    """Move the image tower to `device` with its weights in `dtype`.
+    """Move the image tower to `device` with its weights in `dtype` (refused, in one line, where a
+    GPU's free memory cannot hold them).
 
     Casting the weights, not autocast: on CPU, autocast takes nn.MultiheadAttention off its
     fused inference path and copies weights on every call, which made bf16 slower than fp32.
     """
+    sizing.require_fits_on_device(encoder.visual, device, dtype, f"model.name ({encoder.arch})")
     encoder.visual.to(device=device, dtype=dtype)
     return encoder
