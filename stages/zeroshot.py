@@ -26,8 +26,10 @@ def main():
                    "the class embeddings were made for")
     with np.load(TEXT / "embeddings.npz", allow_pickle=False) as arrays:
         class_emb = arrays["class_emb"]
-        proj = arrays["image_proj"] if manifest["layer"] in ("pre_projection", "cls_avgpatch") else None
-    if manifest["layer"] == "cls_avgpatch":   # its first half is the pre-projection class token
+        # only open_clip's `projection` is in the text's space already; the other layers are the pooled
+        # features before the image projection (cls_avgpatch: its class-token half), where there is one
+        proj = arrays["image_proj"] if "image_proj" in arrays and manifest["layer"] != "projection" else None
+    if manifest["layer"] == "cls_avgpatch":
         x = x[:, :x.shape[1] // 2]
     scores = score.scores(x, class_emb, proj)
     metric, classes = meta["metric"], np.arange(len(meta["classes"]))

@@ -113,3 +113,43 @@ def assert_same_features(a: Path, b: Path):
             assert ta.column(col).equals(tb.column(col)), col
         ea, eb = (np.stack(t.column("embedding").to_numpy(zero_copy_only=False)) for t in (ta, tb))
         np.testing.assert_allclose(ea, eb, rtol=1e-4, atol=1e-5)
+
+
+def make_hf_text_model(dest: Path, family: str = "clip", context: int = 64) -> Path:
+    """A tiny transformers CLIP or SigLIP (random weights, seeded) saved as a local model directory
+    with its image processor and a character-level tokenizer (any ASCII prompt tokenizes), shaped as
+    the hub's are: CLIP's begins with a start token and pads with its end token; SigLIP's ends with
+    `</s>`, pads with `<pad>`, and gives no attention mask."""
+    import string
+
+    import torch
+    import transformers as t
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    chars = [c for c in string.printable if not c.isspace()]
+    specials = ["<pad>", "<unk>", "<bos>", "</s>"]
+    vocab = {w: i for i, w in enumerate(specials + chars + [f"##{c}" for c in chars])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="<unk>"))
+    tok.normalizer, tok.pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    clip = family == "clip"
+    single = "<bos> $A </s>" if clip else "$A </s>"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[(s, vocab[s]) for s in ("<bos>", "</s>") if s in single])
+    tokenizer = t.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>",
+                                          pad_token="</s>" if clip else "<pad>", model_max_length=context,
+                                          **({"bos_token": "<bos>"} if clip else {"model_input_names": ["input_ids"]}))
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    text = dict(tower, vocab_size=len(vocab), max_position_embeddings=context, eos_token_id=vocab["</s>"],
+                pad_token_id=vocab["</s>" if clip else "<pad>"], bos_token_id=vocab["<bos>"] if clip else None)
+    torch.manual_seed(0)
+    if clip:
+        model = t.CLIPModel(t.CLIPConfig(text_config=text, vision_config=dict(tower, image_size=32, patch_size=8),
+                                         projection_dim=24))
+        processor = t.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        model = t.SiglipModel(t.SiglipConfig(text_config=dict(text, projection_size=32),
+                                             vision_config=dict(tower, image_size=32, patch_size=8)))
+        processor = t.SiglipImageProcessor(size={"height": 32, "width": 32})
+    for part in (model, tokenizer, processor):
+        part.save_pretrained(dest)
+    return dest

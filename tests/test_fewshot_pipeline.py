@@ -8,10 +8,11 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, TINY, make_image_folder, make_project, run, tracked_params
+from conftest import REPO, TINY, make_hf_text_model, make_image_folder, make_project, run, tracked_params
 
 ALL = ("prepare", "extract", "tune", "train", "evaluate", "fewshot", "text", "zeroshot", "compare")
 
@@ -243,6 +244,19 @@ def test_bad_templates_file_stops_text_with_one_line_and_keeps_its_output(projec
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "zeroshot.templates=mine.yaml" in r.stderr and "'T-shirt/top'" in r.stderr
     assert (dest / "text" / "embeddings.npz").read_bytes() == before
+
+
+def test_a_hugging_face_clip_gets_zero_shot_from_its_own_text_tower(project, tmp_path):
+    dest, env, _ = project
+    _set_params(dest, "zeroshot", templates="src/clipprobe/prompts.json")
+    _set_params(dest, "model", name=f"hf:{make_hf_text_model(tmp_path / 'clip', 'clip')}", weights="pretrained")
+    out = run(["dvc", "repro", "zeroshot"], dest, env)
+    assert {"extract", "text", "zeroshot"} <= _ran(out)
+    zs = _json(dest, "zeroshot", "results")
+    assert zs["layer"] == "pre_logits" and zs["n_test"] == 120 and zs["n_templates"] == 3   # through the projection
+    assert list(_json(dest, "zeroshot")) == ["score", "score_low", "score_high", "n_test"]
+    with np.load(dest / "text" / "embeddings.npz") as arrays:
+        assert arrays["class_emb"].shape == (10, 24) and arrays["image_proj"].shape == (32, 24)
 
 
 def test_a_model_without_a_text_tower_runs_every_stage_with_a_record_for_zero_shot(project):
