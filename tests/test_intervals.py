@@ -39,6 +39,21 @@ def test_each_resample_scores_as_the_metric_function_does_on_the_resampled_image
                                                * 100, abs=1e-9)
 
 
+def test_top5_resamples_rank_tied_scores_as_the_point_value_does():
+    """Saturated probes give tied scores (probabilities that underflow to 0): each resample ranks the
+    ties as scikit-learn's top_k_accuracy_score (the point value) does, so the interval holds the value."""
+    y, scores = _single_label(k=20)
+    tied = np.where(scores < 1.0, 0.0, scores)           # most classes tie at 0, the true one often among them
+    classes = np.arange(20)
+    from sklearn.metrics import top_k_accuracy_score
+    data = intervals.per_image(y, tied, classes)
+    got = intervals.distribution("top5", data, n_resamples=40)
+    for b, rows in enumerate(np.concatenate(list(intervals.resamples(len(y), 40)))):
+        assert got[b] == pytest.approx(top_k_accuracy_score(y[rows], tied[rows], k=5, labels=classes) * 100, abs=1e-9)
+    m = intervals.metrics_with_intervals(y, tied, classes, "top1")["top5"]
+    assert m["low"] <= m["value"] <= m["high"]
+
+
 def test_each_resample_of_a_multi_label_set_scores_vocs_11_point_map():
     y, scores = _multi_label()
     data = intervals.per_image(y, scores, np.arange(y.shape[1]))

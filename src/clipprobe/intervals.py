@@ -42,9 +42,12 @@ def per_image(y: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> dict:
         return {"label": y, "scores": scores}
     pred = classes[np.argmax(scores, axis=1)]
     out = {"label": y, "correct": pred == y}
-    if len(classes) > 5:   # in the top 5: fewer than 5 classes score above the true one
-        true = scores[np.arange(len(y)), np.searchsorted(classes, y)]
-        out["correct5"] = (scores > true[:, None]).sum(axis=1) < 5
+    if len(classes) > 5:   # in the top 5: fewer than 5 classes rank above the true one
+        col = np.searchsorted(classes, y)
+        true = scores[np.arange(len(y)), col][:, None]
+        # ties ranked as scikit-learn's top_k_accuracy_score ranks them (the point value): the later class first
+        later = np.arange(scores.shape[1])[None, :] > col[:, None]
+        out["correct5"] = ((scores > true) | ((scores == true) & later)).sum(axis=1) < 5
     return out
 
 
