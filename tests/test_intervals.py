@@ -136,6 +136,16 @@ def test_experiments_on_other_test_sets_are_refused_in_one_line():
         paired.difference(a, _predictions(np.ones(5, bool), ids=np.arange(1, 6)), "top1", "cifar10")
 
 
+def test_the_same_ids_and_labels_from_other_prepared_data_are_refused():
+    """Ids are positions in a split: other image files under the same names and classes keep ids and
+    labels; the hash of prepare's output (each experiment's dvc.lock) tells them apart."""
+    a = {**_predictions(np.ones(5, bool)), "prepared": "5563b733f280408e.dir"}
+    assert paired.difference(a, {**a}, "top1", "cifar10").diff == 0.0
+    with pytest.raises(ClipprobeError, match=r"^cifar10: the two experiments' test sets may differ: their prepared "
+                                             r"data differ \(prepare's output in their dvc.lock: 5563b733 and 1adb0e05"):
+        paired.difference(a, {**a, "prepared": "1adb0e05d56a6995.dir"}, "top1", "cifar10")
+
+
 def test_holm_adjusts_each_p_by_its_rank_and_keeps_them_monotone():
     # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
     assert paired.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])

@@ -143,6 +143,26 @@ def test_duplicates_of_one_protocol_the_latest_wins_whatever_the_order_and_the_o
         assert "linear probe, RN50 · random · projection on cifar10: new-run (2025-01-01 12:02:00) over old-run" in md
 
 
+def test_the_experiment_compared_with_shows_its_own_cells_over_a_later_rerun():
+    old = exp("old-run", "RN50", "cifar10", 70.0, minute=1)
+    new = exp("new-run", "RN50", "cifar10", 72.0, minute=2)
+    board = leaderboard.build([old, new], prefer=("old-run",))
+    assert cells(board)[("RN50", "cifar10")] == 70.0 and table(board).cells[next(iter(table(board).cells))].experiment \
+        == "old-run"
+    assert "old-run (2025-01-01 12:01:00) over new-run" in render.markdown(board)
+
+
+def test_results_whose_test_features_the_cache_lacks_say_they_were_matched_by_params_only():
+    checked = exp("checked", "RN50", "cifar10", record("cifar10", "RN50", 80.0, params={"C": 1.0}, features="f1"),
+                  features="f1")
+    unchecked = exp("unchecked", "ViT-B/32", "cifar10", record("cifar10", "ViT-B/32", 81.0, params={"C": 1.0},
+                                                              features="f2"))
+    board = leaderboard.build([checked, unchecked])
+    assert [name for name, note in board.notes if "not in this DVC cache" in note] == ["unchecked"]
+    assert "- unchecked: its test features are not in this DVC cache, so its results were matched to it by params " \
+           "only" in render.markdown(board)
+
+
 def test_a_record_of_another_dataset_or_model_is_not_run_in_this_experiment():
     inherited = record("fashion-mnist", "RN50", 10.0)        # a baseline commit's file, kept by a targeted run
     few = _fewshot_record({1: [10.0, 10.0]}, dataset="fashion-mnist")
@@ -237,6 +257,34 @@ def test_differences_from_a_baseline_are_shown_and_bold_where_significant():
     rows = {r["dataset"]: r for r in csv_rows(board, diffs) if r["model"] == "ViT-B/32"}
     assert (rows["cifar10"]["significant"], rows["dtd"]["significant"]) == ("true", "false")
     assert t.row_of["c"] == rn50
+
+
+def test_against_a_baseline_the_heatmap_colours_only_established_differences():
+    from clipprobe.report import figure
+    board = leaderboard.build(GRID)
+    t = table(board)
+    vit, rn50 = (next(r for r in t.rows if r[0] == m) for m in ("ViT-B/32", "RN50"))
+    cifar, dtd = ("cifar10", "top1", 100), ("dtd", "top1", 100)
+    diffs = {(PROBE, vit, cifar): Difference("top1", 100, 10.0, 4.0, 16.0, 0.001, "exact McNemar", 0.002),
+             (PROBE, vit, dtd): Difference("top1", 100, -14.0, -30.0, 1.0, 0.08, "exact McNemar", 0.08)}
+    cols, _, off, text = figure._panel(t, [vit, rn50], "c", diffs)
+    assert off[0, cols.index(cifar)] == 10.0 and off[0, cols.index(dtd)] == 0.0     # -14 is not significant
+    assert text[0][cols.index(cifar)][1] == "+10.0*" and text[0][cols.index(dtd)][1] == "-14.0"
+    assert off[1, cols.index(cifar)] == 0.0 and off[0, cols.index(None)] == 0.0      # the baseline, the mean
+
+
+def test_against_a_baseline_few_shot_cells_are_coloured_where_the_intervals_are_apart():
+    from clipprobe.report import figure
+    exps = []
+    for name, model, value in (("a", "RN50", 30.0), ("b", "ViT-B/32", 31.0), ("c", "RN101", 80.0)):
+        few = {**_fewshot_record({1: [value] * 2}), "model": model}
+        few["results"]["1"]["score"].update(value=value, low=value - 5, high=value + 5)
+        exps.append(exp(name, model, "cifar10", 50.0, fewshot=few))
+    t = next(t for t in leaderboard.build(exps).tables if t.stage == "fewshot")
+    rows = [t.row_of[n] for n in "abc"]
+    cols, values, off, text = figure._panel(t, rows, "a", {})
+    assert off[1, 0] == 0.0 and off[2, 0] == 50.0       # 31 [26, 36] overlaps 30 [25, 35]; 80 [75, 85] does not
+    assert text[1][0][1] == "+1.0" and text[2][0][1] == "+50.0"
 
 
 def test_labels_shorten_paths_but_not_openai_model_names():

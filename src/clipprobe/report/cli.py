@@ -95,18 +95,21 @@ def _names(args) -> list[str]:
     return [n.strip() for arg in args.exp or [] for n in arg.split(",") if n.strip()]
 
 
-def _board(args, strict: bool = False):
+def _board(args, strict: bool = False, compared: tuple[tuple[str, str], ...] = ()):
+    """The leaderboard, the experiments found, and the names of those `compared` ((option, name or
+    commit) pairs: the baseline, or A and B), whose cells their rows show over later duplicates'."""
     from clipprobe.report import experiments, leaderboard
 
     found, unfinished = experiments.collect(args.repo, names=_names(args) or None, rev=args.rev)
-    board = leaderboard.build(found, strict=strict)
+    chosen = tuple(_experiment(found, name, option) for option, name in compared)
+    board = leaderboard.build(found, strict=strict, prefer=chosen)
     if not board.tables:
         scope = f"of commit {args.rev}" if args.rev else "in this project"
         why = "; ".join(f"{n}: {w}" for n, w in board.skipped) if board.skipped else None
         more = f" ({unfinished} queued, running or failed: see dvc queue status)" if unfinished else ""
         raise ClipprobeError(f"no finished experiments with results {scope}" + (f" ({why})" if why else more)
                              + "; run some with dvc exp run --queue ... and dvc queue start")
-    return board, found
+    return board, found, chosen
 
 
 def _experiment(found, name: str, option: str) -> str:
@@ -129,8 +132,9 @@ def _diffs(args, board, found, baseline: str, only: str | None = None):
 
 def report(args: argparse.Namespace) -> int:
     _check_outputs(args)
-    board, found = _board(args, strict=args.strict)
-    baseline = _experiment(found, args.baseline, "--baseline") if args.baseline else None
+    board, found, chosen = _board(args, strict=args.strict,
+                                  compared=(("--baseline", args.baseline),) if args.baseline else ())
+    baseline = chosen[0] if chosen else None
     diffs = _diffs(args, board, found, baseline) if baseline is not None else None
     from clipprobe.report import render
     text = render.markdown(board, baseline, diffs)
@@ -155,11 +159,11 @@ def compare(args: argparse.Namespace) -> int:
     from clipprobe.report import render
 
     args.exp = None
-    board, found = _board(args)
-    a, b = _experiment(found, args.a, "A:"), _experiment(found, args.b, "B:")
+    board, found, (a, b) = _board(args, compared=(("A:", args.a), ("B:", args.b)))
     diffs = _diffs(args, board, found, b, only=a)
     if not diffs:
-        raise ClipprobeError(f"{a} and {b} share no dataset and test set to compare on (or are one row: same "
+        raise ClipprobeError(f"{a} and {b} have no result on the same dataset and test set to compare "
+                             f"({_scored_on(board, a)} against {_scored_on(board, b)}), or are one row (same "
                              "model, weights and protocol)")
     cols = render.column_labels(board)
     lines = [f"{a} (A) against {b} (B): A - B, paired over the same test images", "",
@@ -176,6 +180,15 @@ def compare(args: argparse.Namespace) -> int:
     print("\n".join(lines) + "\n\nIn points of each dataset's headline metric; significant: p < 0.05 after "
           "Holm's correction over the datasets compared")
     return 0
+
+
+def _scored_on(board, name: str) -> str:
+    """Where experiment `name` has linear-probe or zero-shot cells: `cifar10 (n=10000)`, or `nothing`."""
+    from clipprobe.report.names import short
+
+    cols = sorted({(c[0], c[2]) for t in board.tables if t.stage in ("evaluate", "zeroshot") for (r, c), cell
+                   in t.cells.items() if cell.experiment == name})
+    return ", ".join(f"{short(d, dataset=True)} (n={n})" for d, n in cols) or "nothing"
 
 
 def _split(values: list[str]) -> list[str]:

@@ -2,7 +2,8 @@
 
 Params come from `Repo.experiments.show`; the records (results/*.json) and predictions are read from
 each experiment's git commit (they are `cache: false` outputs, committed with it); the fingerprint of
-its own test features from DVC's cache, through the `features` output's hash in its dvc.lock."""
+its own test features from DVC's cache, through the `features` output's hash in its dvc.lock, and the
+hash of its prepared data from that dvc.lock (no cache needed)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def collect(repo: str | None = None, names: list[str] | None = None,
                 found.append(Experiment(
                     name=exp_range.name or state.name or state.rev[:7], rev=state.rev, baseline=base_name,
                     timestamp=state.data.timestamp, params=state.data.params.get("params.yaml", {}).get("data") or {},
-                    records=_records(r.scm.get_fs(state.rev)), features=_test_features(r, state.data.outs or {})))
+                    records=_records(r.scm.get_fs(state.rev)), features=_test_features(r, state.data.outs or {}),
+                    prepared=getattr((state.data.outs or {}).get("data/prepared"), "hash", None)))
     found.sort(key=lambda e: e.timestamp.timestamp() if e.timestamp else 0.0, reverse=True)
     if names:
         missing = [n for n in names if not any(named(e, n) for e in found)]
@@ -94,10 +96,11 @@ def named(e: Experiment, name: str) -> bool:
 
 @contextmanager
 def predictions(repo: str | None, experiments: list[Experiment]):
-    """A loader (experiment name, stage) -> its per-image predictions, read from its commit."""
+    """A loader (experiment name, stage) -> its per-image predictions, read from its commit, with
+    the hash of its prepared data (`prepared`) that says which test images they are."""
     from clipprobe.results import read_predictions
 
-    revs = {e.name: e.rev for e in experiments}
+    revs, prepared = {e.name: e.rev for e in experiments}, {e.name: e.prepared for e in experiments}
     with _open(repo) as r:
         def load(name: str, stage: str) -> dict:
             path = f"results/{stage}.parquet"
@@ -105,5 +108,5 @@ def predictions(repo: str | None, experiments: list[Experiment]):
             if not fs.exists(path):
                 raise ClipprobeError(f"{name}: no {path} at its commit (made by an older clipprobe?); rerun "
                                      "it to compare it pairwise")
-            return read_predictions(fs.read_bytes(path))
+            return {**read_predictions(fs.read_bytes(path)), "prepared": prepared[name]}
         yield load

@@ -2,10 +2,12 @@
 
 The panels (linear probe, zero-shot, few-shot per k) stand side by side.
 
-Colour is points above or below the column's mean (with a baseline row: above or below the
-baseline's cell), on one scale shared by every panel, so a colour means the same difference
-everywhere; the scale reaches at least the cells' median interval width, so a difference within
-the noise (one image of a small test set) stays pale.
+Colour is points above or below the column's mean, on one scale shared by every panel, so a colour
+means the same difference everywhere; the scale reaches at least the cells' median interval width, so
+a difference within the noise (one image of a small test set) stays pale.  With a baseline row, colour
+is points above or below the baseline's cell, and only where the difference is established: the
+paired test significant after Holm's correction (linear probe, zero-shot), or, for few-shot (no
+paired test), the two cells' 95% intervals apart; every other cell stays neutral (the scale's centre).
 """
 
 from __future__ import annotations
@@ -56,16 +58,36 @@ def _panel(table, rows, baseline: str | None, diffs: Diffs):
                 text[i][j].append("baseline")
             elif d is not None:
                 text[i][j].append(f"{d.diff:+.1f}{'*' if d.significant else ''}")
+            elif base is not None and table.stage == "fewshot" and (base, c) in table.cells:
+                text[i][j].append(f"{v - table.cells[base, c].value:+.1f}")
             text[i][j].append(f"[{cell.low:.1f}, {cell.high:.1f}]")
             if cell.std is not None:
                 text[i][j].append(f"sd {cell.std:.1f}")
-    if base is not None:
-        ref = values[rows.index(base)]
-    else:
+    if base is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # a column without values: its mean is NaN
             ref = np.nanmean(values, axis=0)
-    return cols, values, values - ref[None, :], text
+        return cols, values, values - ref[None, :], text
+    off = values - values[rows.index(base)][None, :]
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            if np.isfinite(off[i, j]) and not _established(table, r, base, c, diffs):
+                off[i, j] = 0.0    # white: a difference the data do not establish
+    return cols, values, off, text
+
+
+def _established(table, row, base, column, diffs: Diffs) -> bool:
+    """Whether `row`'s difference from the baseline row in `column` is more than noise: its paired test
+    significant, or (few-shot, which has none) the two 95% intervals apart. Means: never."""
+    if column is None or row == base:
+        return False
+    d = diffs.get((table.title, row, column))
+    if d is not None:
+        return d.significant
+    if table.stage != "fewshot" or (base, column) not in table.cells:
+        return False
+    a, b = table.cells[row, column], table.cells[base, column]
+    return a.low > b.high or b.low > a.high
 
 
 def _scale(board: Leaderboard, panels) -> float:
@@ -141,10 +163,12 @@ def draw(board: Leaderboard, path: str | Path, baseline: str | None = None, diff
     bar.set_label("points vs " + ("baseline" if baseline else "column mean"), fontsize=7)
     caption = ("Cell: value (%), [95% interval]" + ("; sd: std over seeds" if any(
         t.stage == "fewshot" for t in board.tables) else "")
-               + (f". Colour: points above (blue) or below (red) the baseline {baseline}'s cell; +x: that difference, "
-                  "* significant (paired test, Holm-corrected p < 0.05)" if baseline else
+               + (f". +x: points above the baseline {baseline}'s cell, * significant (paired test, Holm-corrected "
+                  "p < 0.05). Colour: that difference where established (linear probe, zero-shot: *; few-shot: the two "
+                  "95% intervals apart), else neutral" if baseline else
                   ". Colour: points above (blue) or below (red) the column's mean, one scale for every panel"))
-    fig.text(layout[0][0] / fig_w, 0.05 / fig_h, caption, fontsize=7, color="#444444")
+    fig.text(layout[0][0] / fig_w, 0.1 / fig_h, textwrap.fill(caption, max(60, int((x - layout[0][0]) / 0.052))),
+             fontsize=7, color="#444444", va="top")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ Experiments that differ in any of them are separate rows, labelled by what diffe
 instead. Each cell is the headline score of the experiment's record (`results/<stage>.json`) with its
 95% interval and test-set size, shown only where `report.attribution` finds the record is the
 experiment's own. Two experiments of one row and dataset (a rerun) are duplicates: the latest
-(commit time) gives that row and dataset's cells, and the report names the others.
+(commit time) gives that row and dataset's cells, unless the other is one the report compares with
+(`prefer`: the baseline, or A and B), and the report names the others.
 This module is pure logic on `Experiment` records; `report.experiments` reads them from DVC.
 """
 
@@ -40,8 +41,9 @@ Column = tuple[str, str, int]                         # dataset, metric, test im
 
 @dataclass(frozen=True)
 class Experiment:
-    """One finished experiment: its params (params.yaml as written), its records by stage, and the
-    fingerprint of its own test features where DVC's cache holds them."""
+    """One finished experiment: its params (params.yaml as written), its records by stage, the
+    fingerprint of its own test features where DVC's cache holds them, and the hash of its prepared
+    data (prepare's output in its dvc.lock: the same test images have the same hash)."""
     name: str
     rev: str = ""
     baseline: str = ""
@@ -49,6 +51,7 @@ class Experiment:
     params: dict = field(default_factory=dict)
     records: dict = field(default_factory=dict)     # "evaluate" -> results/evaluate.json, ...
     features: str | None = None
+    prepared: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,9 @@ def _cells(stage: str, record: dict, dataset: str, name: str):
         yield key, title, (dataset, metric, n), Cell(m["value"], m["low"], m["high"], n, name)
 
 
-def build(experiments: list[Experiment], strict: bool = False) -> Leaderboard:
-    """The leaderboard of `experiments`; `strict`: stop where they differ in protocol or repeat a cell."""
+def build(experiments: list[Experiment], strict: bool = False, prefer: tuple[str, ...] = ()) -> Leaderboard:
+    """The leaderboard of `experiments`; `strict`: stop where they differ in protocol or repeat a cell;
+    `prefer`: experiments whose cells their row shows over a later duplicate's (those compared with)."""
     skipped, not_run, owned = [], [], []
     for i, e in enumerate(experiments):
         own = _own(e, not_run)
@@ -195,7 +199,7 @@ def build(experiments: list[Experiment], strict: bool = False) -> Leaderboard:
                        tuple((k, protocols[e.name].get(k, "-")) for k in varying[stage]))
                 groups.setdefault((row, _section(e, "data.name")), []).append((i, e))
         for (row, dataset), group in groups.items():
-            ordered = _latest_first(group)
+            ordered = sorted(_latest_first(group), key=lambda d: d.name not in prefer)
             if len(ordered) > 1 and strict:
                 raise ClipprobeError(f"{len(ordered)} experiments of one protocol for {' / '.join(row[:3])} on "
                                      f"{dataset}: {', '.join(e.name for e in ordered)}; choose with --exp, or drop "
@@ -215,6 +219,10 @@ def build(experiments: list[Experiment], strict: bool = False) -> Leaderboard:
                 shown[e.name] = e
             said += [(e.name, note) for note in e.records[stage].get("notes", [])]
     for _, e, own in owned:
+        if e.features is None and any(r.get("features") for r in own.values()):
+            said.append((e.name, "its test features are not in this DVC cache, so its results were matched to it by "
+                                 "params only, not by the features they scored; `dvc pull` (or `dvc exp pull`) "
+                                 "lets the report check them"))
         if e.name in shown:
             said += [(e.name, note) for note in _full_data_note(own)]
             if own.get("zeroshot", {}).get("skipped"):

@@ -44,7 +44,13 @@ class Difference:
 
 
 def same_test_set(a: dict, b: dict, where: str) -> None:
-    """Stop unless two predictions files hold the same test images (ids, in order) with the same labels."""
+    """Stop unless two predictions files hold the same test images (ids, in order) with the same labels,
+    prepared from the same data where both say (`prepared`: ids are positions in a split, so other image
+    files under the same names and classes keep them)."""
+    if a.get("prepared") and b.get("prepared") and a["prepared"] != b["prepared"]:
+        raise ClipprobeError(f"{where}: the two experiments' test sets may differ: their prepared data differ "
+                             f"(prepare's output in their dvc.lock: {a['prepared'][:8]} and {b['prepared'][:8]}: "
+                             "other images or data params); a paired comparison needs the same test images")
     if len(a["id"]) != len(b["id"]) or not np.array_equal(a["id"], b["id"]):
         raise ClipprobeError(f"{where}: the two experiments' test sets differ ({len(a['id'])} and {len(b['id'])} "
                              "images, other ids); a paired comparison needs the same test images")

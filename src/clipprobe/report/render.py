@@ -71,7 +71,7 @@ def _cell(t: Table, r: Row, c: Column | None, best) -> str:
 def _diff(d: Difference | None) -> str:
     if d is None:
         return "-"
-    text = f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] p={d.p_holm:.2g}"
+    text = f"{d.diff:+.2f} [{d.low:+.2f}, {d.high:+.2f}] p={d.p_holm:.3g}"
     return f"**{text}**" if d.significant else text
 
 
@@ -112,7 +112,7 @@ def notes(board: Leaderboard) -> list[str]:
     out = []
     if board.replaced:
         out.append(f"Duplicates: {len(board.replaced)} row x dataset pair(s) had more than one experiment of the "
-                   "same protocol; the latest wins:")
+                   "same protocol; the latest wins (or the one compared with):")
         for table, row, dataset, kept, dropped in board.replaced:
             out.append(f"- {table}, {row_labels([row])[row]} on {names.short(dataset, True)}: {kept.name} "
                        f"({_when(kept)}) over {', '.join(f'{d.name} ({_when(d)})' for d in dropped)}")
