@@ -2,6 +2,7 @@
 
 import csv
 import io
+from dataclasses import replace
 from datetime import datetime, timedelta
 from importlib import import_module
 
@@ -112,6 +113,18 @@ def test_experiments_that_differ_in_protocol_are_separate_rows_labelled_by_what_
         "RN50 · random · projection · C=auto · 20 per class": "small"}
     assert "| RN50 | random | projection | C=0.316, all images | 70.00 [67.50, 72.00] |" in render.markdown(board)
     assert board.replaced == []
+
+
+def test_params_only_another_data_source_reads_are_not_protocol():
+    def with_data(name, data):
+        e = exp(name, "RN50", data["name"], 70.0)
+        return replace(e, params={**e.params, "data": {**e.params["data"], **data}})
+    hf = {"image_column": "img", "label_column": "label", "splits": {"train": "train", "val": None, "test": "test"}}
+    registered = leaderboard.protocol(with_data("a", {"name": "cifar10", **hf}))
+    assert not any(k.startswith(("data.image_column", "data.label_column", "data.splits")) for k in registered)
+    assert leaderboard.protocol(with_data("b", {"name": "hf:/data/pets", **hf}))["data.image_column"] == "img"
+    assert "data.splits.test" in leaderboard.protocol(with_data("c", {"name": "wds:/d/{split}/0.tar", **hf}))
+    assert "data.image_column" not in leaderboard.protocol(with_data("d", {"name": "wds:/d/{split}/0.tar", **hf}))
 
 
 def test_a_new_C_does_not_split_the_zero_shot_rows_it_cannot_change():
@@ -260,7 +273,6 @@ def test_differences_from_a_baseline_are_shown_and_bold_where_significant():
 
 
 def test_against_a_baseline_the_heatmap_colours_only_established_differences():
-    from clipprobe.report import figure
     board = leaderboard.build(GRID)
     t = table(board)
     vit, rn50 = (next(r for r in t.rows if r[0] == m) for m in ("ViT-B/32", "RN50"))
@@ -274,7 +286,6 @@ def test_against_a_baseline_the_heatmap_colours_only_established_differences():
 
 
 def test_against_a_baseline_few_shot_cells_are_coloured_where_the_intervals_are_apart():
-    from clipprobe.report import figure
     exps = []
     for name, model, value in (("a", "RN50", 30.0), ("b", "ViT-B/32", 31.0), ("c", "RN101", 80.0)):
         few = {**_fewshot_record({1: [value] * 2}), "model": model}

@@ -31,6 +31,8 @@ _TITLES = {"evaluate": PROBE, "zeroshot": ZERO_SHOT, "fewshot": "few-shot"}
 _NOT_PROTOCOL = {"data.name", "data.root", "model.name", "model.weights", "extract.layer", "extract.batch_size",
                  "extract.device", "extract.workers", "extract.shard_size", "extract.engine", "train.device",
                  "train.memory"}
+# params that only some data sources read (by `data.name`'s prefix): not protocol for the others
+_SOURCE_ONLY = {"data.image_column": ("hf:",), "data.label_column": ("hf:",), "data.splits": ("hf:", "wds:")}
 # protocol params (and sections) that cannot change a table's numbers: those rows are not split by them
 _IRRELEVANT = {"evaluate": ("fewshot", "zeroshot"), "zeroshot": ("C", "tune", "train", "fewshot"),
                "fewshot": ("C", "tune", "zeroshot")}
@@ -110,8 +112,14 @@ def _value(v) -> str:
 
 def protocol(e: Experiment) -> dict[str, str]:
     """The experiment's protocol params and their values (as text)."""
-    return {k: _value(v) for k, v in flatten(e.params).items()
-            if k not in _NOT_PROTOCOL and not k.startswith("extract.ray.")}
+    flat = flatten(e.params)
+    source = str(flat.get("data.name", ""))
+
+    def read(key: str) -> bool:
+        prefixes = next((v for k, v in _SOURCE_ONLY.items() if key == k or key.startswith(k + ".")), None)
+        return prefixes is None or source.startswith(prefixes)
+    return {k: _value(v) for k, v in flat.items()
+            if k not in _NOT_PROTOCOL and not k.startswith("extract.ray.") and read(k)}
 
 
 def relevant(key: str, stage: str) -> bool:
