@@ -183,9 +183,15 @@ def test_compare_and_report_baseline_pair_two_experiments_over_the_same_test_ima
     assert "difference from tiny-clip.json · random · projection · C=100 (c-large)" in r.stdout
     small = next(row for row in rows if row["experiment"] == "c-small")
     assert small["p_holm"] and float(small["diff_low"]) <= float(small["diff"]) <= float(small["diff_high"])
+    from clipprobe.report import experiments   # what pairing checks beside ids and labels: prepare's output hash
+    prepared = {e.name: e.prepared for e in experiments.collect(str(dest))[0]}
+    assert prepared["c-small"] == prepared["c-large"] != prepared["folder-evaluate"] and \
+        prepared["c-large"].endswith(".dir")
     r = subprocess.run([sys.executable, "-m", "clipprobe", "compare", "folder-evaluate", "c-large"], cwd=dest,
                        env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "share no dataset and test set" in r.stderr
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "no result on the same dataset and test set to compare (colours (n=9) against fashion-mnist (n=120))" \
+        in r.stderr
 
 
 def _at(dest, env, name, path) -> bytes:
