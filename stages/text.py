@@ -39,7 +39,8 @@ def main():
         np.savez(tmp / "embeddings.npz", **arrays)
         atomic.write_json(tmp / "embeddings.json", meta)
     n = sum(len(ps.texts(i)) for i in range(len(classes))) - sum(len(c.cut) for c in cuts)
-    print(f"text: {len(classes)} class embeddings from {n} prompts ({len(ps.templates)} templates; {ps.source})")
+    t = len(ps.templates)
+    print(f"text: {len(classes)} class embeddings from {n} prompts ({t} template{'s' * (t != 1)}; {ps.source})")
 
 
 if __name__ == "__main__":

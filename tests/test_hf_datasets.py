@@ -2,8 +2,12 @@
 files: `prepare` indexes their rows in place, extraction reads the same images as from an ImageFolder,
 and a missing column or split, a label outside the classes, a dataset that cannot be had are one line."""
 
+import shutil
+
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import TINY, make_image_folder
@@ -56,10 +60,12 @@ def test_prepare_indexes_rows_in_place_and_features_equal_the_image_folders(hf, 
 
 def test_split_names_map_onto_the_papers_and_an_official_val_split_is_kept(hf, tmp_path):
     folder, _ = hf
-    hf_dataset_dict(folder, split_names=("fit", "eval")).save_to_disk(str(tmp_path / "renamed"))
-    p = DataParams(name=f"hf:{tmp_path / 'renamed'}", splits=SplitNames(train="fit", val="eval", test="eval"))
+    dd = hf_dataset_dict(folder, split_names=("fit", "eval"))
+    dd["dev"] = dd["fit"].select(range(0, 18, 3)).flatten_indices()
+    dd.save_to_disk(str(tmp_path / "renamed"))
+    p = DataParams(name=f"hf:{tmp_path / 'renamed'}", splits=SplitNames(train="fit", val="dev", test="eval"))
     info = prepare(p, tmp_path / "p")
-    assert info["splits"] == {"train": 18, "val": 9, "test": 9} and "val: split eval" in info["split"]
+    assert info["splits"] == {"train": 18, "val": 6, "test": 9} and "val: split dev" in info["split"]
 
 
 def test_string_labels_give_sorted_class_names(hf, tmp_path):
@@ -89,8 +95,66 @@ def test_a_column_or_split_that_does_not_exist_stops_prepare_listing_what_there_
            r"data.label_column=fine_label: .* its columns: image, label, caption")
     _fails(tmp_path, DataParams(name=names[kind], image_column="caption"),
            r"data.image_column=caption: .* holds Value\('string'\) there, not images")
-    _fails(tmp_path, DataParams(name=names[kind], splits=SplitNames(test="validation")),
-           r"data.splits.test=validation: hf:.* has no split validation; its splits: train, test")
+    _fails(tmp_path, DataParams(name=names[kind], splits=SplitNames(test="valid")),
+           r"data.splits.test=valid: hf:.* has no split valid; its splits: train, test")
+
+
+def test_a_splits_class_label_in_another_order_is_read_by_name(hf, tmp_path):
+    """Each split's integer labels mean what its own ClassLabel says: a test split listing the classes
+    in another order gets train's indices for the same names."""
+    folder, _ = hf
+    dd = hf_dataset_dict(folder)
+    order = ["owl", "cat", "dog"]
+    test = dd["test"].cast_column("label", datasets.Value("int64"))
+    test = test.map(lambda r: {"label": order.index(["cat", "dog", "owl"][r["label"]])})
+    dd["test"] = test.cast_column("label", datasets.ClassLabel(names=order))
+    dd.save_to_disk(str(tmp_path / "reordered"))
+    prepare(DataParams(name=f"hf:{tmp_path / 'reordered'}"), tmp_path / "p_hf")
+    prepare(DataParams(name=str(folder)), tmp_path / "p_folder")
+    labels = [prepared_data.read_split(tmp_path / d, "test").column("label").to_pylist() for d in ("p_hf", "p_folder")]
+    assert labels[0] == labels[1]
+    dd["test"] = dd["test"].cast_column("label", datasets.ClassLabel(names=["owl", "cat", "hen"]))
+    dd.save_to_disk(str(tmp_path / "other"))
+    _fails(tmp_path, DataParams(name=f"hf:{tmp_path / 'other'}"), r"data.label_column=label: split test's class names "
+                                                                   r"differ from the train split's \(dog, hen in only one")
+
+
+def test_labels_that_are_not_class_indices_or_not_labels_are_one_line(hf, tmp_path):
+    folder, _ = hf
+    dd = hf_dataset_dict(folder)
+    ints = datasets.DatasetDict({s: d.cast_column("label", datasets.Value("int64")).map(
+        lambda r: {"label": r["label"] + 1}) for s, d in dd.items()})
+    ints.save_to_disk(str(tmp_path / "one-based"))
+    _fails(tmp_path, DataParams(name=f"hf:{tmp_path / 'one-based'}"),
+           r"data.label_column=label: its integer labels run 1..3, and integer labels are class indices from 0")
+    dd = datasets.DatasetDict({s: d.map(lambda r, i: {"caption": f"photo {i} of a {r['label']}"}, with_indices=True)
+                               for s, d in dd.items()})
+    dd.save_to_disk(str(tmp_path / "captions"))       # a caption per image: free text
+    _fails(tmp_path, DataParams(name=f"hf:{tmp_path / 'captions'}", label_column="caption"),
+           r"data.label_column=caption: its 18 train values are all different \(free text, not class labels\?\)")
+
+
+def test_parquet_images_stored_as_file_paths_are_refused(hf, tmp_path):
+    """Such files are outside what clipprobe hashes: an edit to one would leave stale results."""
+    folder, _ = hf
+    (tmp_path / "paths" / "data").mkdir(parents=True)
+    for split, d in hf_dataset_dict(folder).items():
+        d = d.cast_column("image", datasets.Value("string") if False else d.features["image"])
+        paths = [str(p) for p in sorted((folder / split).rglob("*.png"))]
+        table = d.data.table.set_column(0, "image", pa.array([{"bytes": None, "path": p} for p in paths],
+                                                             d.data.table.schema.field("image").type))
+        pq.write_table(table.replace_schema_metadata(d.data.table.schema.metadata),
+                       tmp_path / "paths" / "data" / f"{split}-00000-of-00001.parquet")
+    _fails(tmp_path, DataParams(name=f"hf:{tmp_path / 'paths'}"), r"data/train-00000-of-00001.parquet: 18 image\(s\) of "
+                                                                  r"column image are file paths, not image bytes")
+
+
+def test_parquet_files_whose_names_name_no_split_say_which_splits_there_are(hf, tmp_path):
+    _, names = hf
+    (tmp_path / "flat").mkdir()
+    shutil.copy(next((tmp_path / "hf" / "parquet" / "data").glob("train-*")), tmp_path / "flat" / "all.parquet")
+    _fails(tmp_path, DataParams(name=f"hf:{tmp_path / 'flat'}"), r"data.splits.test=test: hf:.* has no split test; "
+                                                                 r"its splits: train$")
 
 
 def test_a_label_outside_the_class_list_stops_prepare_naming_file_and_row(hf, tmp_path):

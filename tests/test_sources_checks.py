@@ -292,3 +292,9 @@ def test_the_inputs_stage_script_stops_before_prepare_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "stages/inputs.py"], cwd=project, capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and not (project / "inputs").exists()
     assert r.stderr.startswith("error: model.name=timm:convnext_bsae: not a timm model; closest: convnext_base")
+
+
+def test_a_librarys_error_quoted_in_one_line_carries_no_terminal_escapes():
+    from clipprobe.encode import checkpoint
+    e = ValueError("Weights only load failed. \x1b[1mDo those steps only if you trust the source\x1b[0m.  More")
+    assert checkpoint.first_line(e) == "ValueError: Weights only load failed. Do those steps only if you trust the source."

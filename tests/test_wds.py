@@ -181,6 +181,29 @@ def test_a_missing_shard_between_present_ones_stops_prepare(tmp_path, monkeypatc
     name = _set(tmp_path, [GOOD, GOOD, GOOD])
     os.remove(tmp_path / "raw" / "train" / "1.tar")
     _fails(tmp_path, name, r"shard .*train/1.tar of split train is missing, but later ones exist")
+    os.remove(tmp_path / "raw" / "train" / "0.tar")      # the first one missing: not "no file matches"
+    _fails(tmp_path, name, r"shard .*train/0.tar of split train is missing, but later ones exist \(.*train/2.tar\)")
+
+
+def test_a_test_shard_identical_to_a_train_shard_is_refused(tmp_path, monkeypatch):
+    """A shard copied into two split folders: the probe would be scored on images it was trained on."""
+    monkeypatch.chdir(tmp_path)
+    name = _set(tmp_path, [GOOD, _shard([("b0", 0), ("b1", 1)])], [GOOD])
+    _fails(tmp_path, name, r"data.name=wds:.*: test file test/0.tar is byte-identical to train file train/0.tar: "
+                           r"the same images would serve as train and test images; remove the copy")
+
+
+def test_one_source_split_in_two_roles_is_refused_before_anything_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = _set(tmp_path, [GOOD])
+    for splits, expected in ((SplitNames(val="test"), r"data.splits.test=test: data.splits.val names the same split; "
+                              r"each split has one role \(val images would be tested on\): name another split, or "
+                              r"leave data.splits.val empty"),
+                             (SplitNames(test="train"), r"data.splits.test=train: data.splits.train names the same "
+                              r"split; each split has one role \(train images would be tested on\): name another "
+                              r"split$")):
+        with pytest.raises(ClipprobeError, match=expected):
+            inputs.data_listing(DataParams(name=name, splits=splits))
 
 
 @pytest.mark.parametrize("damage, expected", [

@@ -130,12 +130,55 @@ def _classes(p: DataParams, features, labels: dict[str, list]) -> tuple[list[str
     dtype = getattr(feature, "dtype", None)
     if dtype in ("string", "large_string"):
         names = sorted({v for values in labels.values() for v in values if v is not None})
+        train = [v for v in labels["train"] if v is not None]
+        if len(train) >= 10 and len(set(train)) == len(train):
+            raise ClipprobeError(f"data.label_column={p.label_column}: its {len(train)} train values are all "
+                                 "different (free text, not class labels?); set data.label_column to the column "
+                                 "that names each image's class")
         return names, {n: i for i, n in enumerate(names)}
     if dtype is not None and dtype.startswith(("int", "uint")):
-        top = max((max((v for v in vs if v is not None), default=-1) for vs in labels.values()), default=-1)
+        present = [v for vs in labels.values() for v in vs if v is not None]
+        top, low = max(present, default=-1), min(present, default=0)
+        if low > 0:
+            raise ClipprobeError(f"data.label_column={p.label_column}: its integer labels run {low}..{top}, and "
+                                 f"integer labels are class indices from 0 (class 0 would have no image); shift "
+                                 "them to start at 0, or cast the column to a ClassLabel with the class names")
         return [str(i) for i in range(top + 1)], None
     raise ClipprobeError(f"data.label_column={p.label_column}: {p.name} holds {feature} there, not class labels "
                          "(a ClassLabel, integers or strings)")
+
+
+def _same_classes(p: DataParams, classes: list[str], feature, split: str) -> list[int] | None:
+    """Where a split's ClassLabel lists train's classes in another order, its index -> train's (None:
+    the same order, or labels that are not a ClassLabel); other class names stop here."""
+    names = getattr(feature, "names", None)
+    if names is None or list(names) == classes:
+        return None
+    if sorted(names) != sorted(classes):
+        extra = sorted(set(names) ^ set(classes))
+        raise ClipprobeError(f"data.label_column={p.label_column}: split {split}'s class names differ from the train "
+                             f"split's ({', '.join(extra[:5])} in only one of them); give every split the same ClassLabel")
+    return [classes.index(n) for n in names]
+
+
+def _require_embedded(p: DataParams, path: Path) -> None:
+    """Stop where a Parquet file's image column holds file paths instead of image bytes: those files
+    are outside what clipprobe hashes, so an edit to one would go unseen."""
+    if path.suffix != ".parquet":   # save_to_disk writes Arrow files with the images embedded
+        return
+    meta = pq.ParquetFile(path).metadata
+    leaf = f"{p.image_column}.bytes"
+    cols = [i for i in range(meta.num_columns) if meta.row_group(0).column(i).path_in_schema == leaf] \
+        if meta.num_row_groups else []
+    if not cols:
+        return
+    stats = [meta.row_group(g).column(cols[0]).statistics for g in range(meta.num_row_groups)]
+    missing = sum(s.null_count for s in stats) if all(s is not None and s.has_null_count for s in stats) else \
+        pq.read_table(path, columns=[leaf]).column(0).null_count
+    if missing:
+        raise ClipprobeError(f"{path}: {missing} image(s) of column {p.image_column} are file paths, not image bytes; "
+                             "clipprobe would not see those files change: save the dataset with save_to_disk (which "
+                             "embeds the images) and give that folder")
 
 
 def load(p: DataParams) -> Source:
@@ -145,12 +188,15 @@ def load(p: DataParams) -> Source:
     for split, source in wanted.items():
         if source not in files and split != "val":
             raise ClipprobeError(f"data.splits.{split}={source}: {p.name} has no split {source}; its splits: "
-                                 f"{', '.join(files)}")
+                                 f"{', '.join(map(str, files))}")
     wanted = {s: n for s, n in wanted.items() if n in files}
     for split, source in wanted.items():
         _check_columns(p, source, features[source])
+        for f in files[source]:
+            _require_embedded(p, f)
     per_file = {s: [_column(f, p.label_column).to_pylist() for f in files[n]] for s, n in wanted.items()}
     classes, index = _classes(p, features[wanted["train"]], {s: sum(v, []) for s, v in per_file.items()})
+    remap = {s: _same_classes(p, classes, features[n][p.label_column], n) for s, n in wanted.items()}
     if len(classes) < 2:
         raise ClipprobeError(f"data.label_column={p.label_column}: {p.name} has {len(classes)} class(es); a probe "
                              "needs at least 2")
@@ -163,6 +209,8 @@ def load(p: DataParams) -> Source:
         cols, labels = {"file": [], "row": [], "column": [], "sha256": []}, []
         for path, values in zip(files[source], per_file[split]):
             ys = [index.get(v, -1) if index is not None else (-1 if v is None else v) for v in values]
+            if remap[split] is not None:   # the split's own ClassLabel order -> train's
+                ys = [remap[split][y] if 0 <= y < len(remap[split]) else -1 for y in ys]
             bad = next((r for r, y in enumerate(ys) if not 0 <= y < len(classes)), None)
             if bad is not None:
                 raise ClipprobeError(f"{path}: row {bad} of split {source} has label {values[bad]!r}, outside the "

@@ -36,9 +36,15 @@ def kind(name: str) -> str | None:
 
 
 def split_names(p: DataParams) -> dict[str, str]:
-    """The paper's splits (train, val, test) -> the source's names; val only where one is set."""
-    names = {"train": p.splits.train, "val": p.splits.val, "test": p.splits.test}
-    return {s: n for s, n in names.items() if n}
+    """The paper's splits (train, val, test) -> the source's names; val only where one is set.  One
+    source split in two roles stops here: the probe would train on (or tune with) its test images."""
+    names = {s: n for s, n in (("train", p.splits.train), ("val", p.splits.val), ("test", p.splits.test)) if n}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if a in names and names.get(b) == names[a]:
+            fix = "name another split" + (", or leave data.splits.val empty" if "val" in (a, b) else "")
+            raise ClipprobeError(f"data.splits.{b}={names[b]}: data.splits.{a} names the same split; each split has "
+                                 f"one role ({a} images would {'be tested on' if b == 'test' else 'tune C'}): {fix}")
+    return names
 
 
 def wds_pattern(name: str) -> str:
@@ -66,9 +72,9 @@ def wds_shards(name: str, p: DataParams) -> dict[str, list[Path]]:
         expanded = [Path(s) for s in braceexpand.braceexpand(pattern.replace(SPLIT, source))]
         present = [s.is_file() for s in expanded]
         n = present.index(False) if False in present else len(present)
-        if not n and split == "val":
+        if not n and split == "val" and not any(present):
             continue
-        if not n:
+        if not n and not any(present):
             raise ClipprobeError(f"data.name={name}: no file matches the pattern for split {split} "
                                  f"({_sample(expanded)}); check the path, or set data.splits.{split} to "
                                  "the split's name in it")

@@ -96,6 +96,22 @@ def _require_images(p: DataParams, source: sources.Source, keeps: dict[str, np.n
                                  "(the class folders of train/)")
 
 
+def _require_disjoint(p: DataParams, source: sources.Source) -> None:
+    """Stop where an indexed source's test (or val) file is byte-identical to one of another split (a
+    shard copied into two split folders): the probe would be trained or tuned on its test images."""
+    where: dict[str, tuple[str, str]] = {}
+    for s, sp in source.splits.items():
+        if sp.columns is None or "sha256" not in sp.columns:
+            return
+        files = sp.columns.get("shard", sp.columns.get("file"))
+        for digest, f in dict(zip(sp.columns["sha256"], files)).items():
+            other = where.setdefault(digest, (s, f))
+            if other[0] != s:
+                raise ClipprobeError(f"data.name={p.name}: {s} file {f} is byte-identical to {other[0]} file "
+                                     f"{other[1]}: the same images would serve as {other[0]} and {s} images; remove "
+                                     f"the copy, or point data.splits.{s} at the source's own {s} split")
+
+
 def _check_files(p: DataParams, source: sources.Source, keeps: dict[str, np.ndarray]) -> tuple[list, dict]:
     """The user's own files, every one decoded before any heavy work: (the unreadable ones, skipped
     where data.skip_corrupt allows, else one error listing them; each split's SHA-256 by path)."""
@@ -117,6 +133,7 @@ def _check_files(p: DataParams, source: sources.Source, keeps: dict[str, np.ndar
 def prepare(p: DataParams, out: Path) -> dict:
     """Write the prepared splits of `p` into `out` (replaced atomically) and return its info."""
     source = load_source(p)
+    _require_disjoint(p, source)
     splits, classes = source.splits, source.classes
     keeps = {s: _limit(sp.labels, p.limit_per_class) for s, sp in splits.items()}
     _require_images(p, source, keeps)
@@ -126,8 +143,10 @@ def prepare(p: DataParams, out: Path) -> dict:
         counts = positives(sp.labels[keeps[s]], len(classes))
         if s == "train" and (counts == 0).any():
             empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+            lost = f" ({len(skipped)} damaged shard(s) skipped by data.skip_corrupt)" if skipped and indexed.kind(p.name) \
+                else ""
             raise ClipprobeError(f"data.name={p.name}: no usable train images for class(es) "
-                                 f"{', '.join(empty[:10])}; add images or remove the class")
+                                 f"{', '.join(empty[:10])}{lost}; add images or remove the class")
     _require_images(p, source, keeps)
 
     info = {"dataset": p.name, "named": source.named, "root": str(source.root.resolve()), "classes": classes,

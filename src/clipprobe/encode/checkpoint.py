@@ -65,8 +65,9 @@ def require_finite(tensors: dict, culprit: str) -> None:
 
 def first_line(e: Exception) -> str:
     """The gist of an exception from torch or open_clip, for a one-line error (torch appends
-    boilerplate after two spaces)."""
-    return f"{type(e).__name__}: {re.split(r'  +', (str(e).splitlines() or [''])[0])[0][:120]}"
+    boilerplate after two spaces, and styles some of it with terminal escapes)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    return f"{type(e).__name__}: {re.split(r'  +', (text.splitlines() or [''])[0])[0][:120]}"
 
 
 def mismatch(expected: dict, state: dict, arch: str) -> str:

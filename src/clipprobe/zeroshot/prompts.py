@@ -124,8 +124,9 @@ def load(path: str | Path, dataset: str, classes: list[str], named: bool, own: d
             if own and own.get("templates"):
                 return Prompts(_classnames(None, classes, where), _templates(own["templates"], own["templates_source"]),
                                f"the dataset's class names in its templates ({own['templates_source']})")
-            return Prompts(_classnames(None, classes, where), FOLDER_TEMPLATES, "the dataset's class names (ImageFolder: "
-                           "folder names)")
+            names = "classnames.txt" if dataset.startswith("wds:") else \
+                "its label column" if dataset.startswith("hf:") else "ImageFolder: folder names"
+            return Prompts(_classnames(None, classes, where), FOLDER_TEMPLATES, f"the dataset's class names ({names})")
         raw = raw[dataset]
         where = f"{where} [{dataset}]"
         if not isinstance(raw, dict):
