@@ -141,8 +141,9 @@ def test_the_same_ids_and_labels_from_other_prepared_data_are_refused():
     labels; the hash of prepare's output (each experiment's dvc.lock) tells them apart."""
     a = {**_predictions(np.ones(5, bool)), "prepared": "5563b733f280408e.dir"}
     assert paired.difference(a, {**a}, "top1", "cifar10").diff == 0.0
-    with pytest.raises(ClipprobeError, match=r"^cifar10: the two experiments' test sets may differ: their prepared "
-                                             r"data differ \(prepare's output in their dvc.lock: 5563b733 and 1adb0e05"):
+    with pytest.raises(ClipprobeError, match=r"^cifar10: the two experiments' test sets may differ: their "
+                                             r"prepared data differ \(prepare's output in their dvc.lock: "
+                                             r"5563b733 and 1adb0e05"):
         paired.difference(a, {**a, "prepared": "1adb0e05d56a6995.dir"}, "top1", "cifar10")
 
 

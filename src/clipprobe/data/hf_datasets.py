@@ -156,8 +156,9 @@ def _same_classes(p: DataParams, classes: list[str], feature, split: str) -> lis
         return None
     if sorted(names) != sorted(classes):
         extra = sorted(set(names) ^ set(classes))
-        raise ClipprobeError(f"data.label_column={p.label_column}: split {split}'s class names differ from the train "
-                             f"split's ({', '.join(extra[:5])} in only one of them); give every split the same ClassLabel")
+        raise ClipprobeError(f"data.label_column={p.label_column}: split {split}'s class names differ from the "
+                             f"train split's ({', '.join(extra[:5])} in only one of them); give every split the "
+                             "same ClassLabel")
     return [classes.index(n) for n in names]
 
 

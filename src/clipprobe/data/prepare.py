@@ -143,8 +143,8 @@ def prepare(p: DataParams, out: Path) -> dict:
         counts = positives(sp.labels[keeps[s]], len(classes))
         if s == "train" and (counts == 0).any():
             empty = [classes[i] for i in np.flatnonzero(counts == 0)]
-            lost = f" ({len(skipped)} damaged shard(s) skipped by data.skip_corrupt)" if skipped and indexed.kind(p.name) \
-                else ""
+            lost = (f" ({len(skipped)} damaged shard(s) skipped by data.skip_corrupt)"
+                    if skipped and indexed.kind(p.name) else "")
             raise ClipprobeError(f"data.name={p.name}: no usable train images for class(es) "
                                  f"{', '.join(empty[:10])}{lost}; add images or remove the class")
     _require_images(p, source, keeps)

@@ -2,7 +2,8 @@
 
 The loader returns the frozen image tower
 (with its eval preprocess and an identity for the feature fingerprint) and, where the model has one
-(open_clip models; Hugging Face CLIP and SigLIP), the text tower.  Each source's loader is imported here plainly, so DVC's closures see every one.
+(open_clip models; Hugging Face CLIP and SigLIP), the text tower.  Each source's loader is imported
+here plainly, so DVC's closures see every one.
 
 Sources, by `model.name`'s prefix (`encode.names`): `timm:` (`encode.timm_models`), `hf:`
 (`encode.hf_models`), and every other spelling open_clip (`encode.openclip`).

@@ -72,7 +72,7 @@ def _panel(table, rows, baseline: str | None, diffs: Diffs):
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             if np.isfinite(off[i, j]) and not _established(table, r, base, c, diffs):
-                off[i, j] = 0.0    # white: a difference the data do not establish
+                off[i, j] = 0.0    # neutral: a difference the data do not establish
     return cols, values, off, text
 
 
