@@ -6,6 +6,7 @@ their cells run; then a cell that fails. One project for the whole module."""
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,9 +42,16 @@ def _report(dest, env):
 
 
 def _experiments(dest, env):
-    """name -> commit of every experiment, from git's refs (not through DVC's API)."""
+    """name -> commit of every experiment, from git's refs (not through DVC's API): the experiment refs,
+    refs/exps/<2 hex>/<rest of the baseline sha>/<name>, not DVC's queue refs (refs/exps/stash,
+    refs/exps/celery/..., which a queue that a killed worker left may still hold)."""
     refs = run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"], dest, env).split("\n")
-    return {ref.rsplit("/", 1)[1]: sha for sha, ref in (line.split() for line in refs if line.strip())}
+    out = {}
+    for sha, ref in (line.split() for line in refs if line.strip()):
+        parts = ref.split("/")
+        if len(parts) == 5 and re.fullmatch(r"[0-9a-f]{2}", parts[2]):
+            out[parts[4]] = sha
+    return out
 
 
 def _workers(dest):
