@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from clipprobe.atomic import fmt_size
 from clipprobe.devices import available_ram
 from clipprobe.errors import ClipprobeError
 
@@ -40,9 +41,9 @@ def require_fits(build: Callable[[], torch.nn.Module], culprit: str, loads_weigh
     need = n * FP32 * (2 if loads_weights else 1)
     free = available_ram()
     if need > free:
-        raise ClipprobeError(f"{culprit}: {n:,} parameters need {_size(need)} in fp32"
+        raise ClipprobeError(f"{culprit}: {n:,} parameters need {fmt_size(need)} in fp32"
                              f"{' while the weights load' if loads_weights else ''}, more than the "
-                             f"{_size(free)} of memory available; choose a smaller model, or free memory")
+                             f"{fmt_size(free)} of memory available; choose a smaller model, or free memory")
     return n
 
 
@@ -56,13 +57,6 @@ def require_fits_on_device(model: torch.nn.Module, device: torch.device, dtype: 
                for t in (*model.parameters(), *model.buffers()))
     free, total = torch.cuda.mem_get_info(device)
     if need > free:
-        raise ClipprobeError(f"{culprit}: its weights need {_size(need)} in {str(dtype).removeprefix('torch.')} "
-                             f"on {device}, more than the {_size(free)} free of its {_size(total)}; choose a smaller "
-                             "model or another GPU (extract.device), or free that GPU's memory")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 1e3:.1f} kB"
+        raise ClipprobeError(f"{culprit}: its weights need {fmt_size(need)} in {str(dtype).removeprefix('torch.')} "
+                             f"on {device}, more than the {fmt_size(free)} free of its {fmt_size(total)}; choose a "
+                             "smaller model or another GPU (extract.device), or free that GPU's memory")
